@@ -1,0 +1,6 @@
+"""Small networks that expose penultimate features and a replaceable `head`."""
+
+from crossprune.models.cnn import CNN
+from crossprune.models.mlp import MLP
+
+__all__ = ["CNN", "MLP"]

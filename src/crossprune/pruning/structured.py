@@ -1,0 +1,72 @@
+"""Structured pruning: remove whole neurons/channels so the network is physically smaller."""
+
+import statistics
+import time
+
+import torch
+import torch_pruning as tp
+from torch import Tensor, nn
+
+_OUT = (tp.prune_linear_out_channels, tp.prune_conv_out_channels)
+_IN = (tp.prune_linear_in_channels, tp.prune_conv_in_channels)
+
+
+class ScoreImportance(tp.importance.Importance):
+    """Group importance from our per-weight scores: the summed score of every weight a channel takes with it."""
+
+    def __init__(self, net: nn.Module, scores: dict[str, Tensor]):
+        # Keyed by module, not name: tp prunes modules in place, so the objects stay the same. Bias scores are unused.
+        weights = {m: f"{n}.weight" for n, m in net.named_modules()}
+        self.scores = {m: scores[w].detach().float().cpu() for m, w in weights.items() if w in scores}
+
+    @torch.no_grad()
+    def __call__(self, group) -> Tensor | None:
+        total, found = torch.zeros(len(group[0].idxs)), False
+        for i, (dep, idxs) in enumerate(group):
+            s = self.scores.get(dep.layer)
+            if s is None or dep.pruning_fn not in _OUT + _IN or None in group[i].root_idxs:
+                continue  # unscored (e.g. the head) or parameter-free (ReLU, pooling) members
+            # Removing channel i deletes row i of the producer and column i of each consumer (the next layer's
+            # inputs), so both count: a channel's importance is everything it takes with it.
+            per_channel = s.flatten(1).sum(1) if dep.pruning_fn in _OUT else s.transpose(0, 1).flatten(1).sum(1)
+            total.scatter_add_(0, torch.tensor(group[i].root_idxs, dtype=torch.long), per_channel[idxs])
+            found = True
+        return total if found else None  # None makes tp skip the group
+
+
+def _example(net: nn.Module) -> Tensor:
+    """One all-zero input on the net's device, for tracing and counting."""
+    return torch.zeros(1, *net.input_shape, device=next(net.parameters()).device)
+
+
+def remove_channels(net: nn.Module, scores: dict[str, Tensor], sparsity: float) -> nn.Module:
+    """Remove the `sparsity` fraction of channels with the lowest scores in every layer but the head, in place."""
+    pruner = tp.pruner.BasePruner(  # MetaPruner is a deprecated alias of BasePruner in torch-pruning 1.6
+        net, _example(net), importance=ScoreImportance(net, scores),
+        pruning_ratio=sparsity, global_pruning=False, ignored_layers=[net.head],  # head outputs are the classes
+    )
+    pruner.step()
+    return net
+
+
+def count(net: nn.Module) -> dict[str, int]:
+    """MACs and parameters of one forward pass on a single example."""
+    macs, params = tp.utils.count_ops_and_params(net, _example(net))
+    return {"macs": int(macs), "params": int(params)}
+
+
+@torch.inference_mode()
+def latency_ms(net: nn.Module, batch_size: int = 256, repeats: int = 30) -> float:
+    """Median CPU wall time in milliseconds of one forward pass on a batch, after warm-up."""
+    device, training = next(net.parameters()).device, net.training
+    net.cpu().eval()
+    x = torch.randn(batch_size, *net.input_shape)
+    for _ in range(3):  # warm-up: allocator and kernel choice settle first
+        net(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        net(x)
+        times.append(time.perf_counter() - start)
+    net.to(device).train(training)
+    return 1000 * statistics.median(times)

@@ -1,0 +1,60 @@
+"""What every stage shares: the config, the data pair, networks built from the config, and the stage cache."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+
+from crossprune import tracking
+from crossprune.data import Pair
+from crossprune.pruning import Mask
+from crossprune.tracking import Result, StageRun
+
+
+@dataclass
+class Context:
+    cfg: DictConfig
+    pair: Pair
+
+    def seed(self, offset: int = 0) -> None:
+        """Seed torch, numpy and Python before a stage builds or trains anything."""
+        pl.seed_everything(self.cfg.seed + offset, workers=True, verbose=False)
+
+    def new_net(self, classes: tuple) -> nn.Module:
+        return instantiate(self.cfg.model, input_shape=self.pair.a.input_shape, num_classes=len(classes))
+
+    def load_net(self, result: Result, classes: tuple, masked: bool = False) -> nn.Module:
+        """The network a stage saved (masks folded in), optionally with its masks re-attached."""
+        net = self.new_net(classes)
+        net.load_state_dict(result.load("model"))
+        return Mask(result.load("masks")).apply(net) if masked else net
+
+    def key(self, stage: str, *depends_on) -> str:
+        return tracking.stage_key(stage, *[d.key if isinstance(d, Result) else d for d in depends_on])
+
+    def cached(self, stage: str, key: str) -> Result | None:
+        """The Result of a FINISHED run with this key, unless the cache is off."""
+        run_id = tracking.finished_run(key) if self.cfg.cache else None
+        return tracking.fetch(stage, key, run_id, cached=True) if run_id else None
+
+    @contextmanager
+    def track(self, stage: str, key: str) -> Iterator[StageRun]:
+        """An open StageRun to fill; once the body succeeds its `result` holds what was logged."""
+        with tracking.stage_run(stage, key, self.cfg) as run:
+            yield run
+        run.result = tracking.fetch(stage, key, run.run_id, cached=False)
+
+
+def prunable(net: nn.Module, prune: DictConfig) -> dict[str, nn.Parameter]:
+    """Linear/Conv weights (and biases if asked), the classifier head only if asked; keyed by state-dict name."""
+    params = {}
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Linear | nn.Conv2d) and (prune.include_head or not name.startswith("head")):
+            params[f"{name}.weight"] = module.weight
+            if prune.include_bias and module.bias is not None:
+                params[f"{name}.bias"] = module.bias
+    return params

@@ -1,0 +1,71 @@
+"""Training through the Lightning Trainer: a classifier module and a callback that logs each epoch to MLflow."""
+
+import logging
+import tempfile
+import warnings
+from collections.abc import Callable
+
+import mlflow
+import pytorch_lightning as pl
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torchmetrics.classification import MulticlassAccuracy
+
+from crossprune.data import Split
+
+logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no banner about absent GPUs on every fit
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own deprecation, not ours to fix
+
+
+class Classifier(pl.LightningModule):
+    def __init__(self, net: nn.Module, optimizer: Callable, num_classes: int):
+        super().__init__()
+        self.net, self.optimizer = net, optimizer
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.val_acc(self.net(x), y)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        return self.optimizer(self.net.parameters())
+
+
+class EpochMetrics(pl.Callback):
+    """One batched MLflow call per epoch (per-step calls cost ms each on sqlite, more on a server)."""
+
+    def on_train_epoch_end(self, trainer, _):
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        mlflow.log_metrics(metrics, step=trainer.current_epoch)
+
+
+def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig) -> nn.Module:
+    """Train `net` in place on `train` for `epochs`, validating on `val` each epoch; returns it on the CPU."""
+    loader = lambda s, shuffle: DataLoader(TensorDataset(s.x, s.y), cfg.train.batch_size, shuffle=shuffle)  # noqa: E731
+    module = Classifier(net, instantiate(cfg.train.optimizer), net.head.out_features)
+    with tempfile.TemporaryDirectory() as root:
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            accelerator=cfg.trainer.accelerator,
+            devices=cfg.trainer.devices,
+            deterministic=cfg.trainer.deterministic,
+            enable_progress_bar=cfg.trainer.progress_bar,
+            callbacks=[EpochMetrics()],
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=root,
+        )
+        trainer.fit(module, loader(train, True), loader(val, False))
+    return net.cpu()

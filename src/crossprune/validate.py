@@ -1,0 +1,66 @@
+"""Check a composed config before anything is trained or tracked; every problem is one ConfigError line."""
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from crossprune.data import Pair, build_pair
+from crossprune.pruning import SCOPES
+from crossprune.stages.context import prunable
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; its message is the one line the user sees."""
+
+
+def require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: DictConfig) -> Pair:
+    """Return the data pair if `cfg` can run, else raise ConfigError naming the first problem."""
+    p, s = cfg.prune, cfg.score
+    require(isinstance(p.sparsity, float | int) and 0 <= p.sparsity < 1, f"prune.sparsity must be in [0, 1), got {p.sparsity}")
+    require(p.scope in SCOPES, f"prune.scope must be one of {', '.join(SCOPES)}, got {p.scope}")
+    require(p.kind in ("unstructured", "structured"), f"prune.kind must be unstructured or structured, got {p.kind}")
+    require(p.scope != "layers" or len(p.layers) > 0, "prune.scope=layers needs prune.layers=[...]")
+    cap = p.max_layer_sparsity
+    require(cap is None or p.scope != "global" or p.sparsity <= cap <= 1, f"prune.max_layer_sparsity={cap} cannot reach prune.sparsity={p.sparsity}")
+    require(s.data in ("A", "B", "mix"), f"score.data must be A, B or mix, got {s.data}")
+    require(0 <= s.mix <= 1, f"score.mix must be in [0, 1], got {s.mix}")
+    require(s.batches >= 1 and s.batch_size >= 1, "score.batches and score.batch_size must be at least 1")
+    require(cfg.train_a.epochs >= 1 and cfg.finetune_b.epochs >= 0, "train_a.epochs must be >= 1 and finetune_b.epochs >= 0")
+    require(cfg.finetune_b.head in ("reinit", "keep"), f"finetune_b.head must be reinit or keep, got {cfg.finetune_b.head}")
+    require(not (p.include_head and cfg.finetune_b.head == "reinit"), "prune.include_head=true needs finetune_b.head=keep")
+    try:
+        pair = build_pair(cfg.pair)
+    except Exception as e:  # a dataset that cannot be built is bad input, whatever raised
+        raise ConfigError(f"pair {cfg.pair.name} cannot be built: {first_line(e)}") from e
+    require(cfg.finetune_b.head == "reinit" or pair.shared_labels, f"finetune_b.head=keep needs A and B to share labels, and {pair.name} does not")
+    net = fits(cfg, pair)
+    names = set(prunable(net, p))
+    unknown = [n for n in p.layers if n not in names and f"{n}.weight" not in names]
+    require(p.scope != "layers" or not unknown, f"prune.layers has {unknown}; prunable: {', '.join(sorted(names))}")
+    try:
+        instantiate(cfg.criterion.score)
+        instantiate(cfg.control.apply)
+    except Exception as e:
+        raise ConfigError(f"criterion {cfg.criterion.name} or control {cfg.control.name} cannot be built: {first_line(e)}") from e
+    return pair
+
+
+def fits(cfg: DictConfig, pair: Pair) -> torch.nn.Module:
+    """Build the model for A and push one sample of A and of B through it."""
+    model = cfg.model._target_.rpartition(".")[2]
+    try:
+        net = instantiate(cfg.model, input_shape=pair.a.input_shape, num_classes=pair.a.num_classes)
+        with torch.no_grad():
+            net(pair.a.train.x[:1]), net.features(pair.b.train.x[:1])
+    except Exception as e:
+        raise ConfigError(f"model {model} does not fit pair {pair.name}: {first_line(e)}") from e
+    return net
+
+
+def first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -1,0 +1,159 @@
+"""Each criterion against its formula written out with plain autograd, and every criterion config instantiated."""
+
+import copy
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch.func import functional_call
+
+from crossprune.criteria import Batch, fisher, grasp, snip, synflow, taylor, wanda
+from crossprune.models import CNN, MLP
+
+CONFIGS = sorted((Path(__file__).parents[1] / "conf" / "criterion").glob("*.yaml"))
+NAMES = ["layers.0.weight", "layers.0.bias", "head.weight"]  # head.bias stays unpruned
+
+
+def make_batches(seed, n=3, shape=(1, 2, 2), classes=3):
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(4, *shape, generator=g) for _ in range(n)]
+    return [Batch(x, torch.randint(classes, (4,), generator=g), "A") for x in xs]
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    net = MLP(input_shape=[1, 2, 2], num_classes=3, hidden=[5])
+    named = dict(net.named_parameters())
+    params = {n: named[n] for n in NAMES}
+    loss = lambda b: F.cross_entropy(net(b.x), b.y)  # noqa: E731
+    return net, params, make_batches(1), loss
+
+
+def per_batch_grads(params, batches, loss):
+    return [torch.autograd.grad(loss(b), list(params.values())) for b in batches]
+
+
+def test_taylor_is_mean_abs_w_times_grad(tiny):
+    net, params, batches, loss = tiny
+    grads = per_batch_grads(params, batches, loss)
+    got = taylor.score(net, params, batches, loss)
+    for i, (name, p) in enumerate(params.items()):
+        want = sum((p.detach() * g[i]).abs() for g in grads) / len(batches)
+        torch.testing.assert_close(got[name], want)
+
+
+def test_fisher_is_half_w2_mean_g2(tiny):
+    net, params, batches, loss = tiny
+    grads = per_batch_grads(params, batches, loss)
+    got = fisher.score(net, params, batches, loss)
+    for i, (name, p) in enumerate(params.items()):
+        want = 0.5 * p.detach() ** 2 * torch.stack([g[i] ** 2 for g in grads]).mean(0)
+        torch.testing.assert_close(got[name], want)
+
+
+def test_snip_is_normalised_abs_w_times_summed_grad(tiny):
+    net, params, batches, loss = tiny
+    g = torch.autograd.grad(sum(loss(b) for b in batches), list(params.values()))
+    raw = [(p.detach() * gi).abs() for p, gi in zip(params.values(), g)]
+    norm = sum(r.sum() for r in raw)
+    got = snip.score(net, params, batches, loss)
+    torch.testing.assert_close(sum(s.sum() for s in got.values()), torch.tensor(1.0))
+    for name, r in zip(params, raw):
+        torch.testing.assert_close(got[name], r / norm)
+
+
+def test_grasp_is_w_times_hessian_gradient_product(tiny):
+    net, params, batches, loss = tiny
+    shapes = [p.shape for p in params.values()]
+    flat0 = torch.cat([p.detach().reshape(-1) for p in params.values()])
+
+    def mean_loss(flat):
+        ws = dict(zip(params, (t.reshape(s) for t, s in zip(flat.split([s.numel() for s in shapes]), shapes))))
+        return sum(F.cross_entropy(functional_call(net, ws, (b.x,)), b.y) for b in batches) / len(batches)
+
+    g = torch.autograd.grad(mean_loss(flat0.requires_grad_()), flat0)[0]
+    hg = torch.autograd.functional.hvp(mean_loss, flat0.detach(), g)[1]
+    want = (flat0.detach() * hg).split([s.numel() for s in shapes])
+    got = grasp.score(net, params, batches, loss)
+    assert any(w.abs().max() > 1e-6 for w in want)  # the check is not trivially 0 == 0
+    for name, w, s in zip(params, want, shapes):
+        torch.testing.assert_close(got[name], w.reshape(s))
+
+
+def test_synflow_one_round_is_abs_w_times_flow_gradient(tiny):
+    net, params, _, _ = tiny
+    state = {n: p.detach().double().abs().requires_grad_() for n, p in net.named_parameters()}
+    r = functional_call(net, state, (torch.ones(1, 1, 2, 2, dtype=torch.float64),)).sum()
+    grads = torch.autograd.grad(r, [state[n] for n in params])
+    got = synflow.score(net, params, None, None, sparsity=0.5, rounds=1)
+    for name, g in zip(params, grads):
+        torch.testing.assert_close(got[name], (state[name] * g).abs().float().detach())
+
+
+def test_synflow_is_data_free_follows_schedule_and_leaves_net_alone(tiny):
+    net, params, batches, loss = tiny
+    before = copy.deepcopy(net.state_dict())
+    a = synflow.score(net, params, batches, loss, sparsity=0.5, rounds=3)
+    b = synflow.score(net, params, make_batches(7, n=1), None, sparsity=0.5, rounds=3)
+    for name in params:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+        torch.testing.assert_close(net.state_dict()[name], before[name], rtol=0, atol=0)
+    # After round 2 of 3, 1 − 0.5^(2/3) of the 40 prunable weights are masked and score 0 (weights cut off by the
+    # mask score 0 too, hence at least).
+    assert sum(int((s == 0).sum()) for s in a.values()) >= round((1 - 0.5 ** (2 / 3)) * 40) == 15
+
+
+def test_synflow_masks_the_lowest_one_shot_scores_after_round_one(tiny):
+    net, params, _, _ = tiny
+
+    def flat(rounds):
+        return torch.cat([s.reshape(-1) for s in synflow.score(net, params, None, None, 0.5, rounds).values()])
+
+    one_shot, two = flat(1), flat(2)
+    k = round((1 - 0.5 ** (1 / 2)) * 40)  # 12 masked after round 1 of 2
+    lowest = torch.topk(one_shot, k, largest=False).indices
+    assert (two[lowest] == 0).all() and int((two == 0).sum()) == k
+
+
+def test_wanda_linear_is_abs_w_times_input_feature_norm(tiny):
+    net, params, batches, loss = tiny
+    x = torch.cat([b.x.flatten(1) for b in batches])
+    h = net.layers(x)
+    got = wanda.score(net, params, batches, loss)
+    torch.testing.assert_close(got["layers.0.weight"], params["layers.0.weight"].detach().abs() * x.norm(dim=0))
+    torch.testing.assert_close(got["head.weight"], params["head.weight"].detach().abs() * h.norm(dim=0))
+    torch.testing.assert_close(got["layers.0.bias"], params["layers.0.bias"].detach().abs())
+
+
+def test_wanda_conv_uses_input_channel_norm():
+    torch.manual_seed(0)
+    net = CNN(input_shape=[2, 4, 4], num_classes=3, channels=[3])
+    w = net.layers[0].weight
+    batches = make_batches(2, n=2, shape=(2, 4, 4))
+    x = torch.cat([b.x for b in batches])
+    got = wanda.score(net, {"layers.0.weight": w}, batches, None)
+    norm = x.transpose(0, 1).reshape(2, -1).norm(dim=1)
+    torch.testing.assert_close(got["layers.0.weight"], w.detach().abs() * norm.reshape(1, 2, 1, 1))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_criterion_config_scores_the_tiny_net(path, tiny):
+    net, params, batches, loss = tiny
+    root = OmegaConf.create({"seed": 0, "prune": {"sparsity": 0.5}, "criterion": OmegaConf.load(path)})
+    OmegaConf.resolve(root)
+    assert isinstance(root.criterion.data_free, bool)
+    score = hydra.utils.instantiate(root.criterion.score)
+    got = score(net, params, batches, loss)
+    assert got.keys() == params.keys()
+    for name, p in params.items():
+        assert got[name].shape == p.shape
+        assert torch.isfinite(got[name]).all()
+        assert not got[name].requires_grad
+    if root.criterion.data_free:
+        other = score(net, params, make_batches(9, n=1), None)
+        for name in params:
+            torch.testing.assert_close(got[name], other[name], rtol=0, atol=0)
