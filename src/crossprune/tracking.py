@@ -57,6 +57,14 @@ class Result:
     def load(self, name: str) -> dict[str, Tensor]:
         return load_file(str(self.files / f"{name}.safetensors"))
 
+    def has(self, name: str) -> bool:
+        return (self.files / f"{name}.safetensors").exists()
+
+    def structure(self) -> dict:
+        """Model constructor overrides of a structurally pruned network (its smaller widths); {} when dense."""
+        path = self.files / "structure.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
 
 def finished_run(key: str) -> str | None:
     """The newest FINISHED run with this key; unfinished or failed runs are never reused."""
@@ -86,6 +94,9 @@ class StageRun:
 
     def tag(self, **tags) -> None:
         mlflow.set_tags({f"crossprune.{k}": str(v) for k, v in tags.items()})
+
+    def save_json(self, name: str, obj) -> None:
+        (self.workdir / f"{name}.json").write_text(json.dumps(obj, indent=2))
 
     def save(self, name: str, tensors: dict[str, Tensor]) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(self.workdir / f"{name}.safetensors"))

@@ -27,6 +27,12 @@ def validate(cfg: DictConfig) -> Pair:
     require(p.scope != "layers" or len(p.layers) > 0, "prune.scope=layers needs prune.layers=[...]")
     cap = p.max_layer_sparsity
     require(cap is None or p.scope != "global" or p.sparsity <= cap <= 1, f"prune.max_layer_sparsity={cap} cannot reach prune.sparsity={p.sparsity}")
+    require(p.rounds >= 1 and p.round_epochs >= 0, "prune.rounds must be >= 1 and prune.round_epochs >= 0")
+    require(p.round_data in ("A", "B"), f"prune.round_data must be A or B, got {p.round_data}")
+    require(p.rounds == 1 or cfg.control.name == "none", "controls apply to one-shot masks: use prune.rounds=1")
+    require(p.kind == "unstructured" or (cfg.control.name == "none" and p.rounds == 1 and p.scope == "layerwise"),
+            "prune.kind=structured removes prune.sparsity of each layer's channels in one shot: use "
+            "prune.scope=layerwise, prune.rounds=1 and control=none")
     require(s.data in ("A", "B", "mix"), f"score.data must be A, B or mix, got {s.data}")
     require(0 <= s.mix <= 1, f"score.mix must be in [0, 1], got {s.mix}")
     require(s.batches >= 1 and s.batch_size >= 1, "score.batches and score.batch_size must be at least 1")

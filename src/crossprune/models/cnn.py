@@ -25,4 +25,4 @@ class CNN(nn.Module):
     def structure(self) -> dict:
         """Constructor arguments that rebuild this network's current shapes (after channel removal too)."""
         convs = [m for m in self.layers if isinstance(m, nn.Conv2d)]
-        return {"channels": [m.out_channels for m in convs], "num_classes": self.head.out_features}
+        return {"channels": [m.out_channels for m in convs], "kernel_size": convs[0].kernel_size[0], "num_classes": self.head.out_features}

@@ -24,14 +24,19 @@ class Context:
         """Seed torch, numpy and Python before a stage builds or trains anything."""
         pl.seed_everything(self.cfg.seed + offset, workers=True, verbose=False)
 
-    def new_net(self, classes: tuple) -> nn.Module:
-        return instantiate(self.cfg.model, input_shape=self.pair.a.input_shape, num_classes=len(classes))
+    def new_net(self, classes: tuple, structure: dict | None = None) -> nn.Module:
+        """A fresh network for `classes`; `structure` overrides widths for a structurally pruned one."""
+        shape = {**(structure or {}), "num_classes": len(classes)}
+        return instantiate(self.cfg.model, input_shape=self.pair.a.input_shape, **shape)
 
-    def load_net(self, result: Result, classes: tuple, masked: bool = False) -> nn.Module:
-        """The network a stage saved (masks folded in), optionally with its masks re-attached."""
-        net = self.new_net(classes)
+    def load_net(self, result: Result, classes: tuple) -> nn.Module:
+        """The network a stage saved (masks folded in, smaller widths if it was structurally pruned)."""
+        net = self.new_net(classes, result.structure())
         net.load_state_dict(result.load("model"))
-        return Mask(result.load("masks")).apply(net) if masked else net
+        return net
+
+    def load_mask(self, result: Result) -> Mask | None:
+        return Mask(result.load("masks")) if result.has("masks") else None
 
     def key(self, stage: str, *depends_on) -> str:
         return tracking.stage_key(stage, *[d.key if isinstance(d, Result) else d for d in depends_on])

@@ -3,7 +3,7 @@
 from torch import nn
 
 from crossprune.evaluate import evaluate
-from crossprune.pruning import Mask, plain_state_dict
+from crossprune.pruning import plain_state_dict
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
 from crossprune.training import fit
@@ -16,15 +16,18 @@ def run(ctx: Context, pruned: Result) -> Result:
         return hit
     with ctx.track("finetune_b", key) as run:
         ctx.seed()
-        net = ctx.load_net(pruned, pair.a.classes)
-        classes = pair.a.classes
+        net, classes = ctx.load_net(pruned, pair.a.classes), pair.a.classes
         if cfg.finetune_b.head == "reinit":
-            net.head = nn.Linear(net.head.in_features, pair.b.num_classes)
-            classes = pair.b.classes
-        mask = Mask(pruned.load("masks"))
-        net = fit(mask.apply(net), pair.b.train, pair.b.val, cfg.finetune_b.epochs, cfg)
+            net.head, classes = nn.Linear(net.head.in_features, pair.b.num_classes), pair.b.classes
+        mask = ctx.load_mask(pruned)  # none after structural removal: the weights are gone, not masked
+        net = fit(mask.apply(net) if mask else net, pair.b.train, pair.b.val, cfg.finetune_b.epochs, cfg)
+        metrics = evaluate(net, classes, pair, cfg.eval.probe)
+        if mask:
+            run.save("masks", mask)
+            metrics |= mask.metrics()
+        if pruned.structure():
+            run.save_json("structure", net.structure())
         run.tag(head=cfg.finetune_b.head)
         run.save("model", plain_state_dict(net))
-        run.save("masks", mask)
-        run.log(evaluate(net, classes, pair, cfg.eval.probe) | mask.metrics())
+        run.log(metrics)
     return run.result

@@ -1,11 +1,16 @@
-"""prune: select a mask from the scores, apply it to the train_a weights, evaluate before any fine-tuning."""
+"""prune: mask (or remove) the train_a weights by their scores, then evaluate before any fine-tuning."""
 
 from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
 
 from crossprune.evaluate import evaluate
 from crossprune.pruning import Mask, plain_state_dict, select
-from crossprune.stages.context import Context
+from crossprune.pruning.structured import count, latency_ms, remove_channels
+from crossprune.scoring import compute_scores, fit_head
+from crossprune.stages.context import Context, prunable
 from crossprune.tracking import Result
+from crossprune.training import fit
 
 
 class LayerCollapse(ValueError):
@@ -13,20 +18,71 @@ class LayerCollapse(ValueError):
 
 
 def run(ctx: Context, scored: Result) -> Result:
-    cfg, pair = ctx.cfg, ctx.pair
-    key = ctx.key("prune", scored, cfg.prune, cfg.control)
+    cfg, pair, p = ctx.cfg, ctx.pair, ctx.cfg.prune
+    key = ctx.key("prune", scored, p, cfg.control)
     if hit := ctx.cached("prune", key):
         return hit
     with ctx.track("prune", key) as run:
-        p = cfg.prune
-        mask = select(scored.load("scores"), p.sparsity, p.scope, list(p.layers), p.max_layer_sparsity)
-        mask = instantiate(cfg.control.apply)(mask, seed=cfg.seed)
-        collapsed = [n for n, s in mask.per_param_sparsity().items() if s == 1.0]
-        if collapsed and not p.allow_layer_collapse:
-            raise LayerCollapse(f"pruning removes every weight of {', '.join(collapsed)} (set prune.allow_layer_collapse=true to allow)")
-        net = mask.apply(ctx.load_net(scored, pair.a.classes))
-        run.tag(criterion=cfg.criterion.name, control=cfg.control.name, scope=p.scope)
+        ctx.seed()
+        net = ctx.load_net(scored, pair.a.classes)
+        if p.kind == "structured":
+            metrics = remove_structurally(net, scored.load("scores"), p)
+            run.save_json("structure", net.structure())
+        else:
+            mask = instantiate(cfg.control.apply)(gradual_mask(ctx, net, scored.load("scores")), seed=cfg.seed)
+            check_collapse(mask, p)
+            mask.apply(net)
+            run.save("masks", mask)
+            metrics = mask.metrics()
+        run.tag(criterion=cfg.criterion.name, control=cfg.control.name, scope=p.scope, kind=p.kind)
         run.save("model", plain_state_dict(net))
-        run.save("masks", mask)
-        run.log(evaluate(net, pair.a.classes, pair, cfg.eval.probe) | mask.metrics())
+        run.log(evaluate(net, pair.a.classes, pair, cfg.eval.probe) | metrics)
     return run.result
+
+
+def gradual_mask(ctx: Context, net: nn.Module, scores: dict) -> Mask:
+    """Reach prune.sparsity in prune.rounds geometric steps, rescoring and training between rounds."""
+    p = ctx.cfg.prune
+    mask = None
+    for r in range(1, p.rounds + 1):
+        if mask is not None:
+            scores = rescore(ctx, net, mask)
+        mask = select(scores, 1 - (1 - p.sparsity) ** (r / p.rounds), p.scope, list(p.layers), p.max_layer_sparsity)
+        if r < p.rounds and p.round_epochs > 0:
+            train_round(ctx, mask.apply(net), p.round_data)
+    return mask
+
+
+def rescore(ctx: Context, net: nn.Module, mask: Mask) -> dict:
+    """Score the current masked weights; pruned weights score -inf, so masks only shrink."""
+    plain = ctx.new_net(ctx.pair.a.classes)
+    plain.load_state_dict(plain_state_dict(net))
+    scores = compute_scores(plain, prunable(plain, ctx.cfg.prune), ctx.cfg, ctx.pair)
+    return {n: s.masked_fill(mask[n] == 0, float("-inf")) for n, s in scores.items()}
+
+
+def train_round(ctx: Context, net: nn.Module, data: str) -> None:
+    """Train between rounds on A or B; B with other labels trains through a temporary fitted B head."""
+    ds, head = ctx.pair[data], net.head
+    if data == "B" and not ctx.pair.shared_labels:
+        net.head = fit_head(net, ds)
+    fit(net, ds.train, ds.val, ctx.cfg.prune.round_epochs, ctx.cfg)
+    net.head = head
+
+
+def check_collapse(mask: Mask, p: DictConfig) -> None:
+    collapsed = [n for n, s in mask.per_param_sparsity().items() if s == 1.0]
+    if collapsed and not p.allow_layer_collapse:
+        raise LayerCollapse(f"pruning removes every weight of {', '.join(collapsed)} (prune.allow_layer_collapse=true allows it)")
+
+
+def remove_structurally(net: nn.Module, scores: dict, p: DictConfig) -> dict[str, float]:
+    """Remove whole neurons/channels; log MACs, params and CPU latency before and after."""
+    sizes = {n: w.numel() for n, w in prunable(net, p).items()}
+    before = count(net) | {"latency_ms": latency_ms(net)}
+    remove_channels(net, scores, p.sparsity)
+    after = count(net) | {"latency_ms": latency_ms(net)}
+    left = {n: w.numel() for n, w in prunable(net, p).items()}
+    metrics = {f"{k}/before": v for k, v in before.items()} | {f"{k}/after": v for k, v in after.items()}
+    metrics["sparsity"] = 1 - sum(left.values()) / sum(sizes.values())  # fraction of prunable weights removed
+    return metrics | {f"sparsity/{n}": 1 - left[n] / sizes[n] for n in sizes}
