@@ -26,19 +26,20 @@ from crossprune.tracking import connect
 from crossprune.training import fit
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-EPOCHS, REPEATS, N_METRICS = 20, 3, 200
+EPOCHS, REPEATS, N_METRICS = 20, 5, 200  # 5 interleaved rounds: a shared CPU is noisy
 
 
-def timed(setup, work) -> tuple[float, object]:
-    """Median seconds of `work(setup())` over REPEATS after one untimed warm-up; `setup` is not timed."""
-    work(setup())
-    seconds = []
-    for _ in range(REPEATS):
-        arg = setup()
-        start = time.perf_counter()
-        out = work(arg)
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), out
+def timed(cases: dict) -> dict[str, tuple[float, object]]:
+    """Median seconds of each case's `work(setup())` (setup untimed), after a warm-up; rounds interleave the cases."""
+    seconds, outs = {name: [] for name in cases}, {}
+    for round_ in range(REPEATS + 1):  # round 0 warms up: imports, the first Trainer, the sqlite schema
+        for name, (setup, work) in cases.items():
+            arg = setup()
+            start = time.perf_counter()
+            outs[name] = work(arg)
+            if round_:
+                seconds[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(seconds[name]), outs[name]) for name in cases}
 
 
 def accuracy(net, split, batch_size: int) -> float:
@@ -90,16 +91,16 @@ def main() -> None:
         store = OmegaConf.create({"uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "fit_overhead", "artifacts": f"{tmp}/artifacts"})
         connect(store)
         with mlflow.start_run():
-            rows = {
-                "bare PyTorch loop": timed(new_net, lambda net: bare(net, data, cfg)),
-                "crossprune fit": timed(new_net, train),
-                f"crossprune fit + masks ({cfg.prune.sparsity:.0%})": timed(lambda: masked(new_net(), cfg), train),
-            }
             steps = iter(range(10**6))  # a fresh step per call, so no two timings write the same rows
             metrics = lambda: ({f"m/{i}": float(i) for i in range(N_METRICS)}, next(steps))  # noqa: E731
-            per_call = timed(metrics, one_by_one)
-            batched = timed(metrics, lambda ms: mlflow.log_metrics(*ms))
-
+            rows = timed({
+                "bare PyTorch loop": (new_net, lambda net: bare(net, data, cfg)),
+                "crossprune fit": (new_net, train),
+                f"crossprune fit + masks ({cfg.prune.sparsity:.0%})": (lambda: masked(new_net(), cfg), train),
+                "per-call": (metrics, one_by_one),
+                "batched": (metrics, lambda ms: mlflow.log_metrics(*ms)),
+            })
+    per_call, batched = rows.pop("per-call"), rows.pop("batched")
     table = Table("measurement", "median s", "ratio", "val acc", title=f"digits · MLP {list(cfg.model.hidden)} · {EPOCHS} epochs · median of {REPEATS}")
     reference = rows["bare PyTorch loop"][0]
     for name, (seconds, net) in rows.items():

@@ -7,11 +7,13 @@ import hydra
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import MissingConfigException
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from crossprune.validate import ConfigError, first_line, validate
+from crossprune.validate import ConfigError, first_line, one_line, validate
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 METRICS = ("A/acc", "A/probe_acc", "B/acc", "B/probe_acc", "sparsity")
@@ -37,7 +39,7 @@ def stop_on_bad_input(check, *args):
     try:
         return check(*args)
     except ConfigError as e:
-        Console(stderr=True).print(f"[bold red]crossprune:[/] {e}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]crossprune:[/] {e}", highlight=False)
         sys.exit(2)
 
 
@@ -46,14 +48,19 @@ def preflight(argv: list[str]) -> None:
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return
-    jobs = BasicSweeper.split_arguments(args.overrides, max_batch_size=None)[0] if args.multirun else [args.overrides]
-    with initialize_config_dir(CONF, version_base="1.3"):
-        for overrides in jobs:
-            try:
-                cfg = compose("config", overrides=list(overrides))
-            except Exception as e:  # Hydra's own message, on one line
-                raise ConfigError(first_line(e)) from e
-            validate(cfg)
+    try:
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+        jobs = BasicSweeper.split_arguments(parsed, max_batch_size=None)[0] if args.multirun else [args.overrides]
+        with initialize_config_dir(CONF, version_base="1.3"):
+            for overrides in jobs:
+                validate(compose("config", overrides=list(overrides)))
+    except MissingConfigException as e:  # an unknown group option: name the ones that exist
+        missing = first_line(e).removeprefix("In 'config': ")
+        raise ConfigError(f"{missing} (options: {', '.join(e.options or [])})") from e
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # Hydra's own message (a misspelt key, bad override syntax), on one line
+        raise ConfigError(one_line(e)) from e
 
 
 def main() -> None:

@@ -64,9 +64,14 @@ def fits(cfg: DictConfig, pair: Pair) -> torch.nn.Module:
         with torch.no_grad():
             net(pair.a.train.x[:1]), net.features(pair.b.train.x[:1])
     except Exception as e:
-        raise ConfigError(f"model {model} does not fit pair {pair.name}: {first_line(e)}") from e
+        raise ConfigError(f"model {model} does not fit pair {pair.name}: {one_line(e)}") from e
     return net
 
 
 def first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def one_line(e: Exception) -> str:
+    """The whole message with its line breaks folded, for errors whose second line says what to do."""
+    return " ".join(str(e).split()) or type(e).__name__

@@ -1,0 +1,75 @@
+"""Shared fixtures: the real Hydra config shrunk to seconds, a pipeline runner, and MLflow kept per test."""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient, fluent
+from omegaconf import DictConfig
+
+from crossprune import pipeline
+from crossprune.tracking import Result
+from crossprune.validate import validate
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+SHRINK = [
+    "train_a.epochs=2",
+    "finetune_b.epochs=1",
+    "model.hidden=[32,16]",
+    "trainer.progress_bar=false",
+    "score.batches=2",
+]
+
+
+def compose_config(root: Path, *overrides: str) -> DictConfig:
+    """The real config, shrunk, with its MLflow store and artifacts under `root`."""
+    store = [f"tracking.uri=sqlite:///{root}/mlflow.db", f"tracking.artifacts={root}/artifacts"]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("config", overrides=[*SHRINK, *store, *overrides])
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """Compose the shrunk config on this test's own store; takes extra overrides."""
+    return lambda *overrides: compose_config(tmp_path, *overrides)
+
+
+@pytest.fixture(scope="session")
+def run_pipeline():
+    """Run the pipeline as the CLI does; returns the Results keyed by stage."""
+
+    def run(cfg: DictConfig) -> dict[str, Result]:
+        pair = validate(cfg)
+        return {r.stage: r for r in pipeline.run(cfg, pair)}
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def store_runs():
+    """Every run in the store at a tracking URI, of every experiment."""
+
+    def runs(uri: str) -> list[mlflow.entities.Run]:
+        client = MlflowClient(uri)
+        ids = [e.experiment_id for e in client.search_experiments()]
+        return client.search_runs(ids, max_results=10_000) if ids else []
+
+    return runs
+
+
+def end_runs() -> None:
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow(tmp_path, monkeypatch):
+    """No MLflow run, store or experiment carries over from one test to the next."""
+    end_runs()
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(var, raising=False)  # set_experiment exports MLFLOW_EXPERIMENT_ID; undone after the test
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    yield
+    end_runs()
