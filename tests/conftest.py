@@ -29,6 +29,12 @@ def compose_config(root: Path, *overrides: str) -> DictConfig:
         return compose("config", overrides=[*SHRINK, *store, *overrides])
 
 
+@pytest.fixture(scope="session")
+def compose_at():
+    """compose_config, for fixtures that keep a store wider than one test."""
+    return compose_config
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     """Compose the shrunk config on this test's own store; takes extra overrides."""

@@ -46,7 +46,7 @@ def test_save_load_round_trip(tmp_path):
     mask = random_mask(make_net())
     mask.save(tmp_path / "masks.safetensors")
     back = Mask.load(tmp_path / "masks.safetensors")
-    assert isinstance(back, Mask) and list(back) == list(mask)
+    assert isinstance(back, Mask) and back.keys() == mask.keys()
     for name in mask:
         assert torch.equal(back[name], mask[name])
     assert load_file(str(tmp_path / "masks.safetensors")).keys() == mask.keys()
@@ -95,7 +95,6 @@ def test_apply_again_replaces_the_mask():
     for name, m in second.items():
         module, _, param = name.rpartition(".")
         assert torch.equal(getattr(net.get_submodule(module), f"{param}_mask"), m), name
-    assert Mask({n: (plain_state_dict(net)[n] != 0).float() for n in second}).zeros() >= second.zeros()
 
 
 @pytest.mark.parametrize("control", [none, shuffle_within_layer, random_same_density])

@@ -1,6 +1,7 @@
 """The whole experiment under one parent run: train_a → score → prune → finetune_b, plus scratch_b baselines."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -15,9 +16,12 @@ from crossprune.tracking import Result
 
 def run(cfg: DictConfig, pair: Pair) -> list[Result]:
     tracking.connect(cfg.tracking)
-    with mlflow.start_run(run_name=f"{cfg.pair.name}/{cfg.criterion.name}", tags={tracking.STAGE_TAG: "pipeline"}):
+    with (
+        tempfile.TemporaryDirectory(prefix="crossprune-") as workdir,
+        mlflow.start_run(run_name=f"{cfg.pair.name}/{cfg.criterion.name}", tags={tracking.STAGE_TAG: "pipeline"}),
+    ):
         mlflow.log_params(tracking.flat_params(cfg))
-        ctx = Context(cfg, pair)
+        ctx = Context(cfg, pair, Path(workdir))
         trained = train_a.run(ctx)
         scored = score.run(ctx, trained)
         pruned = prune.run(ctx, scored)

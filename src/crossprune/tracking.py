@@ -77,8 +77,9 @@ def finished_run(key: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def fetch(stage: str, key: str, run_id: str, cached: bool) -> Result:
-    files = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=tempfile.mkdtemp(prefix="crossprune-")))
+def fetch(stage: str, key: str, run_id: str, cached: bool, workdir: Path) -> Result:
+    """A stage run's Result, its artifacts copied into `workdir/<stage>`."""
+    files = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(workdir / stage)))
     metrics = MlflowClient().get_run(run_id).data.metrics
     return Result(stage, key, run_id, files, cached, metrics)
 

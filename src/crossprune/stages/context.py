@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -19,6 +20,7 @@ from crossprune.tracking import Result, StageRun
 class Context:
     cfg: DictConfig
     pair: Pair
+    workdir: Path  # where stage artifacts are fetched to, for the length of one pipeline
 
     def seed(self, offset: int = 0) -> None:
         """Seed torch, numpy and Python before a stage builds or trains anything."""
@@ -44,14 +46,14 @@ class Context:
     def cached(self, stage: str, key: str) -> Result | None:
         """The Result of a FINISHED run with this key, unless the cache is off."""
         run_id = tracking.finished_run(key) if self.cfg.cache else None
-        return tracking.fetch(stage, key, run_id, cached=True) if run_id else None
+        return tracking.fetch(stage, key, run_id, True, self.workdir) if run_id else None
 
     @contextmanager
     def track(self, stage: str, key: str) -> Iterator[StageRun]:
         """An open StageRun to fill; once the body succeeds its `result` holds what was logged."""
         with tracking.stage_run(stage, key, self.cfg) as run:
             yield run
-        run.result = tracking.fetch(stage, key, run.run_id, cached=False)
+        run.result = tracking.fetch(stage, key, run.run_id, False, self.workdir)
 
 
 def prunable(net: nn.Module, prune: DictConfig) -> dict[str, nn.Parameter]:
