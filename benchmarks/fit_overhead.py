@@ -78,6 +78,7 @@ def one_by_one(ms) -> None:
 
 
 def main() -> None:
+    torch.set_num_threads(1)  # two intra-op threads on a busy CPU swing timings 5-30×; one thread keeps them steady
     with initialize_config_dir(CONF, version_base="1.3"):
         cfg = compose("config", overrides=["trainer.progress_bar=false"])
     data = digits()
@@ -101,7 +102,7 @@ def main() -> None:
                 "batched": (metrics, lambda ms: mlflow.log_metrics(*ms)),
             })
     per_call, batched = rows.pop("per-call"), rows.pop("batched")
-    table = Table("measurement", "median s", "ratio", "val acc", title=f"digits · MLP {list(cfg.model.hidden)} · {EPOCHS} epochs · median of {REPEATS}")
+    table = Table("measurement", "median s", "ratio", "val acc", title=f"digits · MLP {list(cfg.model.hidden)} · {EPOCHS} epochs · 1 thread · median of {REPEATS}")
     reference = rows["bare PyTorch loop"][0]
     for name, (seconds, net) in rows.items():
         table.add_row(name, f"{seconds:.3f}", f"{seconds / reference:.2f}× bare", f"{accuracy(net, data.val, cfg.train.batch_size):.3f}")
