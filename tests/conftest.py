@@ -13,20 +13,17 @@ from crossprune.tracking import Result
 from crossprune.validate import validate
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-SHRINK = [
-    "train_a.epochs=2",
-    "finetune_b.epochs=1",
-    "model.hidden=[32,16]",
-    "trainer.progress_bar=false",
-    "score.batches=2",
-]
+SHRINK = ["train_a.epochs=2", "finetune_b.epochs=1", "trainer.progress_bar=false", "score.batches=2"]
+SMALL = {"mlp": "model.hidden=[32,16]", "cnn": "model.channels=[8,16]"}  # by model option
 
 
 def compose_config(root: Path, *overrides: str) -> DictConfig:
     """The real config, shrunk, with its MLflow store and artifacts under `root`."""
+    model = next((o.partition("=")[2] for o in overrides if o.startswith("model=")), "mlp")
     store = [f"tracking.uri=sqlite:///{root}/mlflow.db", f"tracking.artifacts={root}/artifacts"]
+    small = [SMALL[model]] if model in SMALL else []
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("config", overrides=[*SHRINK, *store, *overrides])
+        return compose("config", overrides=[*SHRINK, *small, *store, *overrides])
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,12 @@
 """End to end on the shrunk config: what the runs hold, masks that reach B, and the stage cache."""
 
+import tempfile
 from types import SimpleNamespace
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
 
 from crossprune.models import MLP
 from crossprune.pruning import select
@@ -30,6 +32,12 @@ def children(runs) -> dict[str, list]:
 
 def parents(runs) -> list:
     return [r for r in runs if stage_of(r) == "pipeline"]
+
+
+def tensors(client: MlflowClient, run_id: str, name: str) -> dict[str, torch.Tensor]:
+    """A safetensors artifact of a run, read back from the store (a Result's own files last one pipeline)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_file(client.download_artifacts(run_id, f"{name}.safetensors", tmp))
 
 
 @pytest.fixture(scope="module")
@@ -121,21 +129,25 @@ def test_params_are_the_flattened_config(single):
 
 def test_masks_reach_finetune_b_and_the_sparse_baseline(history):
     """The prune mask is |w| of train_a at 0.8; every later masked model is exactly zero where it is."""
-    r = history.first
-    trained, scores, mask = r["train_a"].load("model"), r["score"].load("scores"), r["prune"].load("masks")
+
+    def load(stage: str, name: str) -> dict[str, torch.Tensor]:
+        return tensors(history.client, history.first[stage].run_id, name)
+
+    trained, scores, mask = load("train_a", "model"), load("score", "scores"), load("prune", "masks")
     assert sorted(mask) == ["layers.0.weight", "layers.2.weight"]
+    expected = select(scores, 0.8)
     for name in mask:
         assert torch.equal(scores[name], trained[name].abs())
-        assert torch.equal(mask[name], select(scores, 0.8)[name])
+        assert torch.equal(mask[name], expected[name])
     plain_keys = set(MLP([1, 8, 8], 5, hidden=[32, 16]).state_dict())
     for stage in MASKED:
-        model, masks = r[stage].load("model"), r[stage].load("masks")
+        model, masks = load(stage, "model"), load(stage, "masks")
         assert set(model) == plain_keys, stage  # no weight_orig / weight_mask
         for name, m in mask.items():
             assert torch.equal(masks[name], m), (stage, name)
             assert torch.all(model[name][m == 0] == 0), (stage, name)
             assert torch.all(model[name][m == 1] != 0), (stage, name)
-    pruned, tuned = r["prune"].load("model"), r["finetune_b"].load("model")
+    pruned, tuned = load("prune", "model"), load("finetune_b", "model")
     for name, m in mask.items():
         assert torch.equal(pruned[name], trained[name] * m)  # pruning only zeroes
         assert not torch.equal(tuned[name], pruned[name])  # fine-tuning moved the kept weights
@@ -164,7 +176,7 @@ def test_cache_false_reruns_every_stage_identically(history, compose_at, run_pip
         first, rerun = history.first[stage], again[stage]
         assert not rerun.cached and rerun.run_id != first.run_id and rerun.key == first.key
         assert rerun.metrics == first.metrics, stage
-        a, b = first.load("model"), rerun.load("model")
+        a, b = (tensors(history.client, x.run_id, "model") for x in (first, rerun))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), stage
 
 

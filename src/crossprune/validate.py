@@ -5,8 +5,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from crossprune.data import Pair, build_pair
-from crossprune.pruning import SCOPES
-from crossprune.stages.context import prunable
+from crossprune.pruning import SCOPES, prunable
+from crossprune.pruning.select import cap_count
 
 
 class ConfigError(ValueError):
@@ -26,7 +26,7 @@ def validate(cfg: DictConfig) -> Pair:
     require(p.kind in ("unstructured", "structured"), f"prune.kind must be unstructured or structured, got {p.kind}")
     require(p.scope != "layers" or len(p.layers) > 0, "prune.scope=layers needs prune.layers=[...]")
     cap = p.max_layer_sparsity
-    require(cap is None or p.scope != "global" or p.sparsity <= cap <= 1, f"prune.max_layer_sparsity={cap} cannot reach prune.sparsity={p.sparsity}")
+    require(cap is None or 0 < cap <= 1, f"prune.max_layer_sparsity must be in (0, 1], got {cap}")
     require(p.rounds >= 1 and p.round_epochs >= 0, "prune.rounds must be >= 1 and prune.round_epochs >= 0")
     require(p.round_data in ("A", "B"), f"prune.round_data must be A or B, got {p.round_data}")
     require(p.rounds == 1 or cfg.control.name == "none", "controls apply to one-shot masks: use prune.rounds=1")
@@ -42,10 +42,13 @@ def validate(cfg: DictConfig) -> Pair:
     try:
         pair = build_pair(cfg.pair)
     except Exception as e:  # a dataset that cannot be built is bad input, whatever raised
-        raise ConfigError(f"pair {cfg.pair.name} cannot be built: {first_line(e)}") from e
+        raise ConfigError(f"pair {cfg.pair.name} cannot be built: {one_line(e.__cause__ or e)}") from e
     require(cfg.finetune_b.head == "reinit" or pair.shared_labels, f"finetune_b.head=keep needs A and B to share labels, and {pair.name} does not")
     net = fits(cfg, pair)
-    names = set(prunable(net, p))
+    sizes = {n: w.numel() for n, w in prunable(net, p).items()}
+    names = set(sizes)
+    reachable = cap is None or p.scope != "global" or sum(cap_count(cap, n) for n in sizes.values()) >= round(p.sparsity * sum(sizes.values()))
+    require(reachable, f"prune.max_layer_sparsity={cap} cannot reach prune.sparsity={p.sparsity} on this model")
     unknown = [n for n in p.layers if n not in names and f"{n}.weight" not in names]
     require(p.scope != "layers" or not unknown, f"prune.layers has {unknown}; prunable: {', '.join(sorted(names))}")
     try:

@@ -36,6 +36,11 @@ def select(
     raise ValueError(f"unknown scope {scope!r}")
 
 
+def cap_count(cap: float, n: int) -> int:
+    """Most weights a layer of `n` may lose under the cap: within half a weight of it, like every target here."""
+    return round(cap * n)
+
+
 def _rows(s: Tensor, sparsity: float) -> Tensor:
     """Prune each output unit (row) alike: rows differ by at most one weight and the param total is exact."""
     rows = s.reshape(len(s), -1) if s.dim() > 1 else s.reshape(1, -1)
@@ -55,8 +60,8 @@ def _global(scores: dict[str, Tensor], sparsity: float, cap: float | None) -> Ma
         flat = torch.cat([s.reshape(-1).float() for s in free.values()])
         keep = lowest(flat, max(min(k, flat.numel()), 0)).split([s.numel() for s in free.values()])
         mask = {n: m.reshape(free[n].shape) for n, m in zip(free, keep)}
-        over = [n for n, m in mask.items() if cap is not None and (m == 0).float().mean() > cap + 1e-9]
+        over = [n for n, m in mask.items() if cap is not None and int((m == 0).sum()) > cap_count(cap, m.numel())]
         if not over:
             return Mask({n: capped.get(n, mask.get(n)) for n in scores})
         for n in over:
-            capped[n] = lowest(scores[n], int(cap * scores[n].numel()))
+            capped[n] = lowest(scores[n], cap_count(cap, scores[n].numel()))

@@ -8,7 +8,8 @@ from crossprune.evaluate import evaluate
 from crossprune.pruning import Mask, plain_state_dict, select
 from crossprune.pruning.structured import count, latency_ms, remove_channels
 from crossprune.scoring import compute_scores, fit_head
-from crossprune.stages.context import Context, prunable
+from crossprune.pruning import prunable
+from crossprune.stages.context import Context
 from crossprune.tracking import Result
 from crossprune.training import fit
 

@@ -2,7 +2,8 @@
 
 from crossprune.evaluate import evaluate
 from crossprune.scoring import compute_scores, score_data
-from crossprune.stages.context import Context, prunable
+from crossprune.pruning import prunable
+from crossprune.stages.context import Context
 from crossprune.tracking import Result
 
 
