@@ -13,7 +13,7 @@ from crossprune.tracking import Result
 from crossprune.validate import validate
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-SHRINK = ["train_a.epochs=2", "finetune_b.epochs=1", "trainer.progress_bar=false", "score.batches=2"]
+SHRINK = ["train_a.epochs=4", "finetune_b.epochs=1", "trainer.progress_bar=false", "score.batches=2"]
 SMALL = {"mlp": "model.hidden=[32,16]", "cnn": "model.channels=[8,16]"}  # by model option
 
 

@@ -46,9 +46,10 @@ def test_taylor_is_mean_abs_w_times_grad(tiny):
         torch.testing.assert_close(got[name], want)
 
 
-def test_fisher_is_half_w2_mean_g2(tiny):
+def test_fisher_is_half_w2_mean_per_sample_g2(tiny):
     net, params, batches, loss = tiny
-    grads = per_batch_grads(params, batches, loss)
+    samples = [Batch(b.x[i : i + 1], b.y[i : i + 1], b.head) for b in batches for i in range(len(b.y))]
+    grads = per_batch_grads(params, samples, loss)
     got = fisher.score(net, params, batches, loss)
     for i, (name, p) in enumerate(params.items()):
         want = 0.5 * p.detach() ** 2 * torch.stack([g[i] ** 2 for g in grads]).mean(0)

@@ -14,7 +14,7 @@ from crossprune.tracking import KEY_TAG, STAGE_TAG
 
 STAGES = ("train_a", "score", "prune", "finetune_b", "scratch_b_dense", "scratch_b_sparse")
 MASKED = ("prune", "finetune_b", "scratch_b_sparse")
-EPOCHS = {"train_a": 2, "finetune_b": 1, "scratch_b_dense": 1, "scratch_b_sparse": 1}
+EPOCHS = {"train_a": 4, "finetune_b": 1, "scratch_b_dense": 1, "scratch_b_sparse": 1}
 PRUNABLE = 32 * 64 + 16 * 32  # layers.0.weight + layers.2.weight; the head is not pruned
 
 
@@ -123,7 +123,7 @@ def test_params_are_the_flattened_config(single):
     runs, parent = single
     for run in [parent, *runs.values()]:
         p = run.data.params
-        assert p["prune.sparsity"] == "0.8" and p["train_a.epochs"] == "2" and p["model.hidden"] == "[32, 16]"
+        assert p["prune.sparsity"] == "0.8" and p["train_a.epochs"] == "4" and p["model.hidden"] == "[32, 16]"
         assert p["criterion.name"] == "magnitude" and p["finetune_b.head"] == "reinit"
 
 

@@ -24,7 +24,7 @@ def app(cfg: DictConfig) -> None:
     from crossprune import pipeline  # heavy imports (mlflow, lightning) only once the config is known to be good
 
     pair = stop_on_bad_input(validate, cfg)
-    results = pipeline.run(cfg, pair)
+    results = stop_on_bad_input(pipeline.run, cfg, pair)  # e.g. a global mask that empties a layer
     table = Table("stage", "run", *METRICS, title=f"{cfg.pair.name} · {cfg.criterion.name} · sparsity {cfg.prune.sparsity}")
     for r in results:
         cells = [f"{r.metrics[m]:.3f}" if m in r.metrics else "—" for m in METRICS]
@@ -48,6 +48,8 @@ def preflight(argv: list[str]) -> None:
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return
+    if args.config_dir or args.config_path or args.config_name:
+        return  # configs beyond conf/: each job is still validated by the app before it trains
     try:
         parsed = OverridesParser.create().parse_overrides(args.overrides)
         jobs = BasicSweeper.split_arguments(parsed, max_batch_size=None)[0] if args.multirun else [args.overrides]

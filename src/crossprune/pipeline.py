@@ -9,23 +9,29 @@ from omegaconf import DictConfig
 
 from crossprune import tracking
 from crossprune.data import Pair
-from crossprune.stages import finetune_b, prune, scratch_b, score, train_a
+from crossprune.scoring import score_data
+from crossprune.stages import prune, score, train_a, train_b
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
 
 
 def run(cfg: DictConfig, pair: Pair) -> list[Result]:
+    """Run (or reuse) every stage; the Results' metrics stay valid, their files only while this runs."""
     tracking.connect(cfg.tracking)
+    tags = {tracking.STAGE_TAG: "pipeline", "crossprune.criterion": cfg.criterion.name, "crossprune.score_data": score_data(cfg)}
     with (
         tempfile.TemporaryDirectory(prefix="crossprune-") as workdir,
-        mlflow.start_run(run_name=f"{cfg.pair.name}/{cfg.criterion.name}", tags={tracking.STAGE_TAG: "pipeline"}),
+        mlflow.start_run(run_name=f"{cfg.pair.name}/{cfg.criterion.name}", tags=tags),
     ):
         mlflow.log_params(tracking.flat_params(cfg))
         ctx = Context(cfg, pair, Path(workdir))
         trained = train_a.run(ctx)
         scored = score.run(ctx, trained)
-        pruned = prune.run(ctx, scored)
-        results = [trained, scored, pruned, finetune_b.run(ctx, pruned), scratch_b.run_dense(ctx), scratch_b.run_sparse(ctx, pruned)]
+        pruned = prune.run(ctx, trained, scored)
+        results = [
+            trained, scored, pruned,
+            train_b.finetune_b(ctx, pruned), train_b.scratch_b_dense(ctx), train_b.scratch_b_sparse(ctx, pruned),
+        ]
         # Cached stages have no run of their own here: the parent says which run each stage used.
         mlflow.set_tags({f"crossprune.run.{r.stage}": r.run_id for r in results})
         mlflow.set_tags({f"crossprune.cached.{r.stage}": str(r.cached).lower() for r in results})

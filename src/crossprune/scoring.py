@@ -16,13 +16,25 @@ def score_data(cfg: DictConfig) -> str:
     return "none" if cfg.criterion.data_free else cfg.score.data
 
 
-def compute_scores(net: nn.Module, params: dict[str, nn.Parameter], cfg: DictConfig, pair: Pair) -> dict[str, Tensor]:
-    """The criterion's scores of `params`, through the head that matches each score batch's labels."""
-    batches = score_batches(cfg, pair)
-    needs_b_head = any(b.head == "B" for b in batches) and not pair.shared_labels
-    heads = {"A": net.head, "B": fit_head(net, pair.b) if needs_b_head else net.head}
-    loss = lambda b: F.cross_entropy(heads[b.head](net.features(b.x)), b.y)  # noqa: E731
-    return instantiate(cfg.criterion.score)(net=net, params=params, batches=batches, loss=loss)
+class Objective:
+    """Cross-entropy through the head that matches each batch's labels; a B head is fitted on first need."""
+
+    def __init__(self, net: nn.Module, pair: Pair):
+        self.net, self.pair, self.b_head = net, pair, None
+
+    def __call__(self, batch: Batch) -> Tensor:
+        head = self.net.head
+        if batch.head == "B" and not self.pair.shared_labels:
+            self.b_head = self.b_head or fit_head(self.net, self.pair.b)
+            head = self.b_head
+        return F.cross_entropy(head(self.net.features(batch.x)), batch.y)
+
+
+def compute_scores(net: nn.Module, params: dict[str, nn.Parameter], cfg: DictConfig, pair: Pair) -> tuple[dict[str, Tensor], bool]:
+    """The criterion's scores of `params`, and whether a B head had to be fitted to get them."""
+    loss = Objective(net, pair)
+    scores = instantiate(cfg.criterion.score)(net=net, params=params, batches=score_batches(cfg, pair), loss=loss)
+    return scores, loss.b_head is not None
 
 
 def score_batches(cfg: DictConfig, pair: Pair) -> list[Batch]:

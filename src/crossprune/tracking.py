@@ -1,5 +1,6 @@
 """MLflow plumbing: the store, stage keys, the stage cache and one tracked stage run."""
 
+import functools
 import hashlib
 import json
 import logging
@@ -37,10 +38,19 @@ def connect(tracking: DictConfig) -> None:
 
 
 def stage_key(stage: str, *parts) -> str:
-    """Content hash of what a stage depends on: its config, its upstream keys and the package version."""
+    """Content hash of what a stage depends on: its config, its upstream keys and the package version and code."""
     plain = [OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts]
-    text = json.dumps([stage, __version__, plain], sort_keys=True, default=str)
+    text = json.dumps([stage, __version__, code_hash(), plain], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def code_hash() -> str:
+    """Hash of the package's sources: an edited criterion or default must not reuse runs made before the edit."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass

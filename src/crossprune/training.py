@@ -44,13 +44,19 @@ class Classifier(pl.LightningModule):
 class EpochMetrics(pl.Callback):
     """One batched MLflow call per epoch (per-step calls cost ms each on sqlite, more on a server)."""
 
+    def __init__(self, first_step: int):
+        self.first_step = first_step
+
     def on_train_epoch_end(self, trainer, _):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        mlflow.log_metrics(metrics, step=trainer.current_epoch)
+        mlflow.log_metrics(metrics, step=self.first_step + trainer.current_epoch)
 
 
-def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig) -> nn.Module:
-    """Train `net` in place on `train` for `epochs`, validating on `val` each epoch; returns it on the CPU."""
+def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, first_step: int = 0) -> nn.Module:
+    """Train `net` in place on `train` for `epochs`, validating on `val` each epoch; returns it on the CPU.
+
+    Epoch metrics are logged at steps `first_step`, `first_step + 1`, … so successive fits in one run do not collide.
+    """
     loader = lambda s, shuffle: DataLoader(TensorDataset(s.x, s.y), cfg.train.batch_size, shuffle=shuffle)  # noqa: E731
     module = Classifier(net, instantiate(cfg.train.optimizer), net.head.out_features)
     with tempfile.TemporaryDirectory() as root:
@@ -60,7 +66,7 @@ def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig) 
             devices=cfg.trainer.devices,
             deterministic=cfg.trainer.deterministic,
             enable_progress_bar=cfg.trainer.progress_bar,
-            callbacks=[EpochMetrics()],
+            callbacks=[EpochMetrics(first_step)],
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,

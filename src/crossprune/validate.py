@@ -5,7 +5,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from crossprune.data import Pair, build_pair
-from crossprune.pruning import SCOPES, prunable
+from crossprune.pruning import SCOPES, Mask, prunable, select
 from crossprune.pruning.select import cap_count
 
 
@@ -30,9 +30,10 @@ def validate(cfg: DictConfig) -> Pair:
     require(p.rounds >= 1 and p.round_epochs >= 0, "prune.rounds must be >= 1 and prune.round_epochs >= 0")
     require(p.round_data in ("A", "B"), f"prune.round_data must be A or B, got {p.round_data}")
     require(p.rounds == 1 or cfg.control.name == "none", "controls apply to one-shot masks: use prune.rounds=1")
-    require(p.kind == "unstructured" or (cfg.control.name == "none" and p.rounds == 1 and p.scope == "layerwise"),
-            "prune.kind=structured removes prune.sparsity of each layer's channels in one shot: use "
-            "prune.scope=layerwise, prune.rounds=1 and control=none")
+    require(p.kind == "unstructured" or (cfg.control.name == "none" and p.rounds == 1),
+            "prune.kind=structured removes prune.sparsity of each layer's channels in one shot: use prune.rounds=1 and control=none")
+    require(p.rounds == 1 or "sparsity" not in cfg.criterion.score,
+            f"criterion {cfg.criterion.name} prunes iteratively itself towards prune.sparsity: use prune.rounds=1")
     require(s.data in ("A", "B", "mix"), f"score.data must be A, B or mix, got {s.data}")
     require(0 <= s.mix <= 1, f"score.mix must be in [0, 1], got {s.mix}")
     require(s.batches >= 1 and s.batch_size >= 1, "score.batches and score.batch_size must be at least 1")
@@ -45,18 +46,30 @@ def validate(cfg: DictConfig) -> Pair:
         raise ConfigError(f"pair {cfg.pair.name} cannot be built: {one_line(e.__cause__ or e)}") from e
     require(cfg.finetune_b.head == "reinit" or pair.shared_labels, f"finetune_b.head=keep needs A and B to share labels, and {pair.name} does not")
     net = fits(cfg, pair)
-    sizes = {n: w.numel() for n, w in prunable(net, p).items()}
-    names = set(sizes)
-    reachable = cap is None or p.scope != "global" or sum(cap_count(cap, n) for n in sizes.values()) >= round(p.sparsity * sum(sizes.values()))
+    params = prunable(net, p)
+    sizes = [w.numel() for w in params.values()]
+    reachable = cap is None or p.scope != "global" or sum(cap_count(cap, n) for n in sizes) >= round(p.sparsity * sum(sizes))
     require(reachable, f"prune.max_layer_sparsity={cap} cannot reach prune.sparsity={p.sparsity} on this model")
-    unknown = [n for n in p.layers if n not in names and f"{n}.weight" not in names]
-    require(p.scope != "layers" or not unknown, f"prune.layers has {unknown}; prunable: {', '.join(sorted(names))}")
+    unknown = [n for n in p.layers if n not in params and f"{n}.weight" not in params]
+    require(p.scope != "layers" or not unknown, f"prune.layers has {unknown}; prunable: {', '.join(params)}")
+    if p.scope != "global" and p.kind == "unstructured":  # counts fixed by layer sizes: a collapse shows now
+        check_collapse(select({n: torch.rand(w.shape) for n, w in params.items()}, p.sparsity, p.scope, list(p.layers)), p)
     try:
         instantiate(cfg.criterion.score)
         instantiate(cfg.control.apply)
     except Exception as e:
         raise ConfigError(f"criterion {cfg.criterion.name} or control {cfg.control.name} cannot be built: {first_line(e)}") from e
     return pair
+
+
+class LayerCollapse(ConfigError):
+    """A layer would lose every weight."""
+
+
+def check_collapse(mask: Mask, p: DictConfig) -> None:
+    collapsed = [n for n, s in mask.per_param_sparsity().items() if s == 1.0]
+    if collapsed and not p.allow_layer_collapse:
+        raise LayerCollapse(f"pruning removes every weight of {', '.join(collapsed)} (prune.allow_layer_collapse=true allows it)")
 
 
 def fits(cfg: DictConfig, pair: Pair) -> torch.nn.Module:

@@ -7,11 +7,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def check_severity(severity: float) -> float:
+    if not 0 <= severity <= 1:
+        raise ValueError(f"severity must be in [0, 1], got {severity}")
+    return severity
+
+
 class PermutePixels:
     """Swap a `severity` fraction of pixel positions by a fixed, seeded permutation."""
 
     def __init__(self, severity: float, seed: int = 0):
-        self.severity, self.seed = severity, seed
+        self.severity, self.seed = check_severity(severity), seed
 
     def __call__(self, x: Tensor) -> Tensor:
         flat = x.reshape(len(x), -1)
@@ -27,7 +33,7 @@ class Rotate:
     """Rotate every image by `severity * max_degrees` (bilinear, zero padding)."""
 
     def __init__(self, severity: float, max_degrees: float = 90.0):
-        self.severity, self.max_degrees = severity, max_degrees
+        self.severity, self.max_degrees = check_severity(severity), max_degrees
 
     def __call__(self, x: Tensor) -> Tensor:
         angle = math.radians(self.severity * self.max_degrees)

@@ -1,5 +1,6 @@
 """What every stage shares: the config, the data pair, networks built from the config, and the stage cache."""
 
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,15 +17,22 @@ from crossprune.pruning import Mask
 from crossprune.tracking import Result, StageRun
 
 
+def role_seed(seed: int, role: str) -> int:
+    """A stable seed per (seed, role): scratch inits never equal train_a's init at another seed."""
+    return zlib.crc32(f"{seed}:{role}".encode()) % 2**31
+
+
 @dataclass
 class Context:
     cfg: DictConfig
     pair: Pair
     workdir: Path  # where stage artifacts are fetched to, for the length of one pipeline
 
-    def seed(self, offset: int = 0) -> None:
-        """Seed torch, numpy and Python before a stage builds or trains anything."""
-        pl.seed_everything(self.cfg.seed + offset, workers=True, verbose=False)
+    def seed(self, role: str) -> int:
+        """Seed torch, numpy and Python for one role; each role draws its own stream from cfg.seed."""
+        seed = role_seed(self.cfg.seed, role)
+        pl.seed_everything(seed, workers=True, verbose=False)
+        return seed
 
     def new_net(self, classes: tuple, structure: dict | None = None) -> nn.Module:
         """A fresh network for `classes`; `structure` overrides widths for a structurally pruned one."""

@@ -5,37 +5,34 @@ from omegaconf import DictConfig
 from torch import nn
 
 from crossprune.evaluate import evaluate
-from crossprune.pruning import Mask, plain_state_dict, select
+from crossprune.pruning import Mask, plain_state_dict, prunable, select
 from crossprune.pruning.structured import count, latency_ms, remove_channels
-from crossprune.scoring import compute_scores, fit_head
-from crossprune.pruning import prunable
+from crossprune.scoring import compute_scores, fit_head, score_data
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
 from crossprune.training import fit
+from crossprune.validate import check_collapse
 
 
-class LayerCollapse(ValueError):
-    """A layer would lose every weight."""
-
-
-def run(ctx: Context, scored: Result) -> Result:
+def run(ctx: Context, trained: Result, scored: Result) -> Result:
     cfg, pair, p = ctx.cfg, ctx.pair, ctx.cfg.prune
     key = ctx.key("prune", scored, p, cfg.control)
     if hit := ctx.cached("prune", key):
         return hit
     with ctx.track("prune", key) as run:
-        ctx.seed()
-        net = ctx.load_net(scored, pair.a.classes)
+        ctx.seed("prune")
+        net = ctx.load_net(trained, pair.a.classes)
         if p.kind == "structured":
             metrics = remove_structurally(net, scored.load("scores"), p)
             run.save_json("structure", net.structure())
         else:
-            mask = instantiate(cfg.control.apply)(gradual_mask(ctx, net, scored.load("scores")), seed=cfg.seed)
+            control = instantiate(cfg.control.apply)
+            mask = control(gradual_mask(ctx, net, scored.load("scores")), seed=ctx.seed("control"))
             check_collapse(mask, p)
             mask.apply(net)
             run.save("masks", mask)
             metrics = mask.metrics()
-        run.tag(criterion=cfg.criterion.name, control=cfg.control.name, scope=p.scope, kind=p.kind)
+        run.tag(criterion=cfg.criterion.name, score_data=score_data(cfg), control=cfg.control.name, scope=p.scope, kind=p.kind)
         run.save("model", plain_state_dict(net))
         run.log(evaluate(net, pair.a.classes, pair, cfg.eval.probe) | metrics)
     return run.result
@@ -50,7 +47,7 @@ def gradual_mask(ctx: Context, net: nn.Module, scores: dict) -> Mask:
             scores = rescore(ctx, net, mask)
         mask = select(scores, 1 - (1 - p.sparsity) ** (r / p.rounds), p.scope, list(p.layers), p.max_layer_sparsity)
         if r < p.rounds and p.round_epochs > 0:
-            train_round(ctx, mask.apply(net), p.round_data)
+            train_round(ctx, mask.apply(net), p.round_data, first_step=(r - 1) * p.round_epochs)
     return mask
 
 
@@ -58,23 +55,17 @@ def rescore(ctx: Context, net: nn.Module, mask: Mask) -> dict:
     """Score the current masked weights; pruned weights score -inf, so masks only shrink."""
     plain = ctx.new_net(ctx.pair.a.classes)
     plain.load_state_dict(plain_state_dict(net))
-    scores = compute_scores(plain, prunable(plain, ctx.cfg.prune), ctx.cfg, ctx.pair)
+    scores, _ = compute_scores(plain, prunable(plain, ctx.cfg.prune), ctx.cfg, ctx.pair)
     return {n: s.masked_fill(mask[n] == 0, float("-inf")) for n, s in scores.items()}
 
 
-def train_round(ctx: Context, net: nn.Module, data: str) -> None:
+def train_round(ctx: Context, net: nn.Module, data: str, first_step: int) -> None:
     """Train between rounds on A or B; B with other labels trains through a temporary fitted B head."""
     ds, head = ctx.pair[data], net.head
     if data == "B" and not ctx.pair.shared_labels:
         net.head = fit_head(net, ds)
-    fit(net, ds.train, ds.val, ctx.cfg.prune.round_epochs, ctx.cfg)
+    fit(net, ds.train, ds.val, ctx.cfg.prune.round_epochs, ctx.cfg, first_step)
     net.head = head
-
-
-def check_collapse(mask: Mask, p: DictConfig) -> None:
-    collapsed = [n for n, s in mask.per_param_sparsity().items() if s == 1.0]
-    if collapsed and not p.allow_layer_collapse:
-        raise LayerCollapse(f"pruning removes every weight of {', '.join(collapsed)} (prune.allow_layer_collapse=true allows it)")
 
 
 def remove_structurally(net: nn.Module, scores: dict, p: DictConfig) -> dict[str, float]:

@@ -1,8 +1,7 @@
 """score: importance scores of the train_a weights, on A, on B or on a mix (ignored by data-free criteria)."""
 
-from crossprune.evaluate import evaluate
-from crossprune.scoring import compute_scores, score_data
 from crossprune.pruning import prunable
+from crossprune.scoring import compute_scores, score_data
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
 
@@ -15,14 +14,13 @@ def run(ctx: Context, trained: Result) -> Result:
     if hit := ctx.cached("score", key):
         return hit
     with ctx.track("score", key) as run:
-        ctx.seed()
+        ctx.seed("score")
         net = ctx.load_net(trained, pair.a.classes)
-        scores = compute_scores(net, prunable(net, cfg.prune), cfg, pair)
-        # Gradient criteria on B data with B's own labels need a B head, fitted on frozen features: say so.
-        fitted_b = data in ("B", "mix") and not pair.shared_labels and not cfg.criterion.data_free
+        scores, fitted_b = compute_scores(net, prunable(net, cfg.prune), cfg, pair)
+        # Gradient criteria on B data with B's own labels need a B head fitted on frozen features: say so.
         run.tag(criterion=cfg.criterion.name, score_data=data, data_free=cfg.criterion.data_free,
                 score_head="fitted_B" if fitted_b else "model")
         run.save("scores", scores)
-        run.save("model", net.state_dict())
-        run.log(evaluate(net, pair.a.classes, pair, cfg.eval.probe))
+        run.save("model", net.state_dict())  # the scored weights beside their scores, for inspection
+        run.log({k: v for k, v in trained.metrics.items() if k.startswith(("A/", "B/"))})  # the scored model is train_a's
     return run.result

@@ -12,7 +12,7 @@ def run(ctx: Context) -> Result:
     if hit := ctx.cached("train_a", key):
         return hit
     with ctx.track("train_a", key) as run:
-        ctx.seed()
+        ctx.seed("train_a")
         net = fit(ctx.new_net(a.classes), a.train, a.val, cfg.train_a.epochs, cfg)
         run.save("model", net.state_dict())
         run.log(evaluate(net, a.classes, ctx.pair, cfg.eval.probe))
