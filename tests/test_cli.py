@@ -36,6 +36,7 @@ BAD = {
     "sparsity_negative": (["prune.sparsity=-0.1"], "prune.sparsity must be in [0, 1), got -0.1"),
     "model_too_deep": (["model=cnn", "model.channels=[8,8,8,8]"], "model CNN does not fit pair digits_split"),
     "sweep_last_bad": (["-m", "prune.sparsity=0.5,1.5"], "got 1.5"),
+    "layer_collapse": (["prune.include_bias=true", "prune.scope=layerwise", "prune.sparsity=0.999"], "every weight"),
 }
 
 
@@ -75,9 +76,9 @@ def test_a_run_prints_the_table_and_the_ui_line(tmp_path):
 
 
 def test_a_sweep_trains_a_once(tmp_path):
-    """-m over two sparsities leaves two pipeline runs and one train_a run."""
-    out = crossprune(tmp_path, "-m", "prune.sparsity=0.5,0.8", *SHRINK)
+    """Issue 2's sweep: six pipeline runs, A trained once, magnitude (data-free) scored once for A and B alike."""
+    out = crossprune(tmp_path, "-m", "prune.sparsity=0.5,0.8,0.9", "score.data=A,B", *SHRINK)
     assert out.returncode == 0, out.stderr
     stages = [r.data.tags[STAGE_TAG] for r in store_runs(tmp_path)]
-    assert stages.count("pipeline") == 2 and stages.count("train_a") == 1 and stages.count("score") == 1
-    assert stages.count("prune") == 2 and stages.count("scratch_b_dense") == 1
+    assert stages.count("pipeline") == 6 and stages.count("train_a") == 1 and stages.count("score") == 1
+    assert stages.count("prune") == 3 and stages.count("finetune_b") == 3 and stages.count("scratch_b_dense") == 1

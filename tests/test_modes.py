@@ -58,10 +58,20 @@ def test_controls_keep_the_criterions_layer_densities(store, compose_at, run_pip
         assert any(not torch.equal(controlled[n], criterion[n]) for n in criterion)  # positions really moved
 
 
+def test_random_same_density_is_not_the_random_criterions_own_mask(store, compose_at, run_pipeline, tmp_path):
+    """The control draws from its own seed stream, so it cannot replay `criterion=random`."""
+    masks = lambda *o: Mask.load(artifacts(run_pipeline(compose_at(store, "criterion=random", *o))["prune"], tmp_path) / "masks.safetensors")  # noqa: E731
+    criterion, control = masks(), masks("control=random_same_density")
+    assert any(not torch.equal(control[n], criterion[n]) for n in criterion)
+
+
 def test_iterative_rounds_reach_the_target_exactly(store, compose_at, run_pipeline, tmp_path):
     cfg = compose_at(store, "criterion=taylor", "prune.rounds=3", "prune.round_epochs=1", "prune.round_data=B")
-    mask = Mask.load(artifacts(run_pipeline(cfg)["finetune_b"], tmp_path) / "masks.safetensors")
+    results = run_pipeline(cfg)
+    mask = Mask.load(artifacts(results["finetune_b"], tmp_path) / "masks.safetensors")
     assert mask.zeros() == round(0.8 * mask.size())
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(results["prune"].run_id, "val/acc")]
+    assert steps == [0, 1]  # one epoch after each of the first two rounds, at steps that do not collide
 
 
 def test_a_fully_pruned_layer_is_an_error_unless_allowed(make_cfg):
