@@ -79,3 +79,14 @@ def test_a_fully_pruned_layer_is_an_error_unless_allowed(make_cfg):
     with pytest.raises(LayerCollapse, match="layers.0.weight"):
         check_collapse(mask, make_cfg().prune)
     check_collapse(mask, make_cfg("prune.allow_layer_collapse=true").prune)
+
+
+def test_a_sweep_over_b_trains_a_once(store, compose_at, run_pipeline, tmp_path):
+    """A new B reuses the A weights (no retraining) but evaluates them on that B in a run of its own."""
+    first, second = (run_pipeline(compose_at(store, "pair=digits_permute", f"pair.severity={s}"))["train_a"] for s in (0.2, 0.9))
+    assert second.run_id != first.run_id and second.metrics["B/acc"] != first.metrics["B/acc"]
+    tags = mlflow.MlflowClient().get_run(second.run_id).data.tags
+    assert tags["crossprune.weights_from"] == first.run_id
+    assert "train/loss" not in second.metrics  # nothing was trained
+    same = [load_file(str(artifacts(r, tmp_path) / "model.safetensors")) for r in (first, second)]
+    assert all(torch.equal(same[0][k], same[1][k]) for k in same[0])

@@ -22,7 +22,7 @@ from crossprune import __version__
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # artifacts are local copies: no bars
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no migration chatter when a store is created
 
-STAGE_TAG, KEY_TAG = "crossprune.stage", "crossprune.key"
+STAGE_TAG, KEY_TAG, WEIGHTS_TAG = "crossprune.stage", "crossprune.key", "crossprune.weights_key"
 
 
 def connect(tracking: DictConfig) -> None:
@@ -76,10 +76,10 @@ class Result:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
-def finished_run(key: str) -> str | None:
-    """The newest FINISHED run with this key; unfinished or failed runs are never reused."""
+def finished_run(key: str, tag: str = KEY_TAG) -> str | None:
+    """The newest FINISHED run whose `tag` is `key`; unfinished or failed runs are never reused."""
     runs = mlflow.search_runs(
-        filter_string=f"tags.`{KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{tag}` = '{key}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
         output_format="list",

@@ -51,9 +51,9 @@ class Context:
     def key(self, stage: str, *depends_on) -> str:
         return tracking.stage_key(stage, *[d.key if isinstance(d, Result) else d for d in depends_on])
 
-    def cached(self, stage: str, key: str) -> Result | None:
-        """The Result of a FINISHED run with this key, unless the cache is off."""
-        run_id = tracking.finished_run(key) if self.cfg.cache else None
+    def cached(self, stage: str, key: str, tag: str = tracking.KEY_TAG) -> Result | None:
+        """The Result of a FINISHED run whose `tag` is `key` (the stage key by default), unless the cache is off."""
+        run_id = tracking.finished_run(key, tag) if self.cfg.cache else None
         return tracking.fetch(stage, key, run_id, True, self.workdir) if run_id else None
 
     @contextmanager

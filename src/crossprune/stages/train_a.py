@@ -1,19 +1,25 @@
-"""train_a: train the network on A."""
+"""train_a: train the network on A (once per A-side config, whatever B it is then evaluated on)."""
 
 from crossprune.evaluate import evaluate
 from crossprune.stages.context import Context
-from crossprune.tracking import Result
+from crossprune.tracking import WEIGHTS_TAG, Result
 from crossprune.training import fit
 
 
 def run(ctx: Context) -> Result:
     cfg, a = ctx.cfg, ctx.pair.a
-    key = ctx.key("train_a", cfg.pair, cfg.model, cfg.train, cfg.train_a, cfg.eval, cfg.seed)
+    weights_key = ctx.key("train_a.weights", cfg.pair.a, cfg.model, cfg.train, cfg.train_a, cfg.seed)
+    key = ctx.key("train_a", weights_key, cfg.pair.b, cfg.eval)  # the run also evaluates on B
     if hit := ctx.cached("train_a", key):
         return hit
     with ctx.track("train_a", key) as run:
-        ctx.seed("train_a")
-        net = fit(ctx.new_net(a.classes), a.train, a.val, cfg.train_a.epochs, cfg)
+        run.tag(weights_key=weights_key)
+        if same := ctx.cached("train_a", weights_key, tag=WEIGHTS_TAG):  # e.g. a sweep over B's severity
+            net = ctx.load_net(same, a.classes)
+            run.tag(weights_from=same.run_id)
+        else:
+            ctx.seed("train_a")
+            net = fit(ctx.new_net(a.classes), a.train, a.val, cfg.train_a.epochs, cfg)
         run.save("model", net.state_dict())
         run.log(evaluate(net, a.classes, ctx.pair, cfg.eval.probe))
     return run.result
