@@ -5,7 +5,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,11 +86,10 @@ def finished_run(key: str, tag: str = KEY_TAG) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def fetch(stage: str, key: str, run_id: str, cached: bool, workdir: Path) -> Result:
-    """A stage run's Result, its artifacts copied into `workdir/<stage>`."""
+def fetch(stage: str, key: str, run_id: str, workdir: Path) -> Result:
+    """A cached stage run's Result, its artifacts copied into `workdir/<stage>`."""
     files = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(workdir / stage)))
-    metrics = MlflowClient().get_run(run_id).data.metrics
-    return Result(stage, key, run_id, files, cached, metrics)
+    return Result(stage, key, run_id, files, True, MlflowClient().get_run(run_id).data.metrics)
 
 
 class StageRun:
@@ -114,15 +112,19 @@ class StageRun:
 
 
 @contextmanager
-def stage_run(stage: str, key: str, cfg: DictConfig) -> Iterator[StageRun]:
-    """A child run tagged with its stage and key; artifacts are logged once the body succeeds, then it FINISHES."""
-    with tempfile.TemporaryDirectory(prefix="crossprune-") as tmp, mlflow.start_run(
-        run_name=stage, nested=True, tags={STAGE_TAG: stage, KEY_TAG: key}
-    ) as run:
+def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path) -> Iterator[StageRun]:
+    """A child run tagged with its stage and key; once the body succeeds its files in `workdir/<stage>` are
+    logged as artifacts, the run FINISHES, and `run.result` is its Result (no download of what was just written)."""
+    folder = workdir / stage
+    folder.mkdir(parents=True)
+    with mlflow.start_run(run_name=stage, nested=True, tags={STAGE_TAG: stage, KEY_TAG: key}) as run:
         mlflow.log_params(flat_params(cfg))
-        OmegaConf.save(cfg, Path(tmp) / "config.yaml", resolve=True)
-        yield StageRun(run.info.run_id, Path(tmp))
-        mlflow.log_artifacts(tmp)
+        OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
+        stage_run = StageRun(run.info.run_id, folder)
+        yield stage_run
+        mlflow.log_artifacts(str(folder))
+    metrics = MlflowClient().get_run(run.info.run_id).data.metrics
+    stage_run.result = Result(stage, key, run.info.run_id, folder, False, metrics)
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:

@@ -51,12 +51,12 @@ def _rows(s: Tensor, sparsity: float) -> Tensor:
 def _global(scores: dict[str, Tensor], sparsity: float, cap: float | None) -> Mask:
     """One threshold over all params; with a cap, layers over it are held at the cap and the rest re-ranked."""
     capped: dict[str, Tensor] = {}
+    target = round(sparsity * sum(s.numel() for s in scores.values()))
     while True:
         free = {n: s for n, s in scores.items() if n not in capped}
         if not free:
             raise ValueError(f"sparsity {sparsity} is out of reach with max_layer_sparsity {cap}")
-        total = sum(s.numel() for s in scores.values())
-        k = round(sparsity * total) - sum(int((m == 0).sum()) for m in capped.values())
+        k = target - sum(int((m == 0).sum()) for m in capped.values())
         flat = torch.cat([s.reshape(-1).float() for s in free.values()])
         keep = lowest(flat, max(min(k, flat.numel()), 0)).split([s.numel() for s in free.values()])
         mask = {n: m.reshape(free[n].shape) for n, m in zip(free, keep)}

@@ -1,8 +1,7 @@
 """What every stage shares: the config, the data pair, networks built from the config, and the stage cache."""
 
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,7 @@ class Context:
         return net
 
     def load_mask(self, result: Result) -> Mask | None:
-        return Mask(result.load("masks")) if result.has("masks") else None
+        return Mask.load(result.files / "masks.safetensors") if result.has("masks") else None
 
     def key(self, stage: str, *depends_on) -> str:
         return tracking.stage_key(stage, *[d.key if isinstance(d, Result) else d for d in depends_on])
@@ -54,12 +53,9 @@ class Context:
     def cached(self, stage: str, key: str, tag: str = tracking.KEY_TAG) -> Result | None:
         """The Result of a FINISHED run whose `tag` is `key` (the stage key by default), unless the cache is off."""
         run_id = tracking.finished_run(key, tag) if self.cfg.cache else None
-        return tracking.fetch(stage, key, run_id, True, self.workdir) if run_id else None
+        return tracking.fetch(stage, key, run_id, self.workdir) if run_id else None
 
-    @contextmanager
-    def track(self, stage: str, key: str) -> Iterator[StageRun]:
+    def track(self, stage: str, key: str) -> AbstractContextManager[StageRun]:
         """An open StageRun to fill; once the body succeeds its `result` holds what was logged."""
-        with tracking.stage_run(stage, key, self.cfg) as run:
-            yield run
-        run.result = tracking.fetch(stage, key, run.run_id, False, self.workdir)
+        return tracking.stage_run(stage, key, self.cfg, self.workdir)
 

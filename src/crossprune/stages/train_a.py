@@ -14,7 +14,7 @@ def run(ctx: Context) -> Result:
         return hit
     with ctx.track("train_a", key) as run:
         run.tag(weights_key=weights_key)
-        if same := ctx.cached("train_a", weights_key, tag=WEIGHTS_TAG):  # e.g. a sweep over B's severity
+        if same := ctx.cached("train_a.weights", weights_key, tag=WEIGHTS_TAG):  # e.g. a sweep over B's severity
             net = ctx.load_net(same, a.classes)
             run.tag(weights_from=same.run_id)
         else:
