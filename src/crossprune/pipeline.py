@@ -1,4 +1,5 @@
-"""The whole experiment under one parent run: train_a → score → prune → finetune_b, plus scratch_b baselines."""
+"""The whole experiment under one parent run: train_a → score → prune → finetune_b, plus scratch_b baselines
+(and teacher_b where distillation or finetune_then_prune needs it), limited to the stages asked for."""
 
 import json
 import tempfile
@@ -10,28 +11,58 @@ from omegaconf import DictConfig
 from crossprune import tracking
 from crossprune.data import Pair
 from crossprune.scoring import score_data
-from crossprune.stages import prune, score, train_a, train_b
+from crossprune.stages import STAGES, prune, score, train_a, train_b
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
 
 
+def needed(cfg: DictConfig) -> list[str]:
+    """The stages asked for and every stage they read, in pipeline order; train_a always (every instrument reads it)."""
+    reads = {
+        "teacher_b": [], "score": ["teacher_b"] if cfg.order == "finetune_then_prune" else [], "prune": ["score"],
+        "finetune_b": ["prune"] + (["teacher_b"] if cfg.finetune_b.distill.alpha > 0 else []),
+        "scratch_b_dense": [], "scratch_b_sparse": ["prune"], "train_a": [],
+    }
+    wanted, todo = {"train_a"}, list(cfg.stages)
+    while todo:
+        stage = todo.pop()
+        if stage not in wanted:
+            wanted.add(stage)
+            todo += reads[stage]
+    return [s for s in STAGES if s in wanted]
+
+
 def run(cfg: DictConfig, pair: Pair) -> list[Result]:
-    """Run (or reuse) every stage; the Results' metrics stay valid, their files only while this runs."""
+    """Run (or reuse) the needed stages; the Results' metrics stay valid, their files only while this runs."""
     tracking.connect(cfg.tracking)
-    tags = {tracking.STAGE_TAG: "pipeline", "crossprune.criterion": cfg.criterion.name, "crossprune.score_data": score_data(cfg)}
+    stages = needed(cfg)
+    tags = {tracking.STAGE_TAG: "pipeline", "crossprune.criterion": cfg.criterion.name, "crossprune.score_data": score_data(cfg),
+            "crossprune.order": cfg.order, "crossprune.stages": ",".join(stages)}
+    if cfg.study.name:
+        tags["crossprune.study"] = cfg.study.name
     with (
         tempfile.TemporaryDirectory(prefix="crossprune-") as workdir,
         mlflow.start_run(run_name=f"{cfg.pair.name}/{cfg.criterion.name}", tags=tags),
     ):
         mlflow.log_params(tracking.flat_params(cfg))
         ctx = Context(cfg, pair, Path(workdir))
-        trained = train_a.run(ctx)
-        scored = score.run(ctx, trained)
-        pruned = prune.run(ctx, trained, scored)
-        results = [
-            trained, scored, pruned,
-            train_b.finetune_b(ctx, pruned), train_b.scratch_b_dense(ctx), train_b.scratch_b_sparse(ctx, pruned),
-        ]
+        done = {"train_a": train_a.run(ctx)}
+        if "teacher_b" in stages:
+            done["teacher_b"] = train_b.teacher_b(ctx, done["train_a"])
+        source = done["teacher_b"] if cfg.order == "finetune_then_prune" else done["train_a"]  # the network to prune
+        if "score" in stages:
+            done["score"] = score.run(ctx, source)
+        if "prune" in stages:
+            # Scoring on A and on B, to compare the masks they give (the same run for data-free criteria).
+            on = {d: done["score"] if score_data(cfg) in (d, "none") else score.run(ctx, source, d) for d in "AB"}
+            done["prune"] = prune.run(ctx, done["score"], on["A"], on["B"])
+        if "finetune_b" in stages:
+            done["finetune_b"] = train_b.finetune_b(ctx, done["prune"], done.get("teacher_b") if cfg.finetune_b.distill.alpha > 0 else None)
+        if "scratch_b_dense" in stages:
+            done["scratch_b_dense"] = train_b.scratch_b_dense(ctx, done["train_a"])
+        if "scratch_b_sparse" in stages:
+            done["scratch_b_sparse"] = train_b.scratch_b_sparse(ctx, done["prune"])
+        results = list(done.values())
         # Cached stages have no run of their own here: the parent says which run each stage used.
         mlflow.set_tags({f"crossprune.run.{r.stage}": r.run_id for r in results})
         mlflow.set_tags({f"crossprune.cached.{r.stage}": str(r.cached).lower() for r in results})

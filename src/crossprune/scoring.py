@@ -4,11 +4,12 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from sklearn.linear_model import LogisticRegression
 from torch import Tensor, nn
 
 from crossprune.criteria import Batch
 from crossprune.data import Dataset, Pair
+from crossprune.evaluate import linear_head
+from crossprune.seeds import generator
 
 
 def score_data(cfg: DictConfig) -> str:
@@ -17,44 +18,51 @@ def score_data(cfg: DictConfig) -> str:
 
 
 class Objective:
-    """Cross-entropy through the head that matches each batch's labels; a B head is fitted on first need."""
+    """Cross-entropy through the net's head where the batch's labels are the head's (`classes`), else through a
+    head fitted on frozen features for that dataset on first need."""
 
-    def __init__(self, net: nn.Module, pair: Pair):
-        self.net, self.pair, self.b_head = net, pair, None
+    def __init__(self, net: nn.Module, pair: Pair, classes: tuple, probe: DictConfig):
+        self.net, self.pair, self.classes, self.probe, self.fitted = net, pair, classes, probe, {}
 
     def __call__(self, batch: Batch) -> Tensor:
-        head = self.net.head
-        if batch.head == "B" and not self.pair.shared_labels:
-            self.b_head = self.b_head or fit_head(self.net, self.pair.b)
-            head = self.b_head
+        data, head = self.pair[batch.head], self.net.head
+        if data.classes != self.classes:
+            if batch.head not in self.fitted:
+                self.fitted[batch.head] = fit_head(self.net, data, self.probe)
+            head = self.fitted[batch.head]
         return F.cross_entropy(head(self.net.features(batch.x)), batch.y)
 
 
-def compute_scores(net: nn.Module, params: dict[str, nn.Parameter], cfg: DictConfig, pair: Pair) -> tuple[dict[str, Tensor], bool]:
-    """The criterion's scores of `params`, and whether a B head had to be fitted to get them."""
-    loss = Objective(net, pair)
-    scores = instantiate(cfg.criterion.score)(net=net, params=params, batches=score_batches(cfg, pair), loss=loss)
-    return scores, loss.b_head is not None
+def compute_scores(net: nn.Module, params: dict[str, nn.Parameter], cfg: DictConfig, pair: Pair, classes: tuple,
+                   data: str | None = None, stream: str = "score") -> tuple[dict[str, Tensor], list[str]]:
+    """The criterion's scores of `params` on `data` (default score.data), and the datasets whose heads were fitted."""
+    loss = Objective(net, pair, classes, cfg.eval.probe)
+    batches = score_batches(cfg, pair, data or score_data(cfg), stream)
+    scores = instantiate(cfg.criterion.score)(net=net, params=params, batches=batches, loss=loss)
+    return scores, sorted(loss.fitted)
 
 
-def score_batches(cfg: DictConfig, pair: Pair) -> list[Batch]:
-    """`score.batches` seeded batches from the train split of A, of B, or a `score.mix` fraction from B."""
-    data, s = score_data(cfg), cfg.score
+def score_batches(cfg: DictConfig, pair: Pair, data: str, stream: str = "score") -> list[Batch]:
+    """`score.batches` seeded batches from the train split of A, of B, or a `score.mix` fraction from B.
+
+    Batch i is position i of its dataset's own stream, and A's and B's streams share one seed: drawing from one
+    never moves the other, so when A and B are the same data, scoring on A, on B or on a mix sees the same batches.
+    """
+    s = cfg.score
     if data == "none":
         return []
-    from_b = {"A": 0, "B": s.batches, "mix": round(s.mix * s.batches)}[data]
-    return draw(pair.a, "A", s.batches - from_b, s.batch_size) + draw(pair.b, "B", from_b, s.batch_size)
+    from_a = s.batches - {"A": 0, "B": s.batches, "mix": round(s.mix * s.batches)}[data]
+    a = draw(pair.a, "A", s.batches, s.batch_size, generator(cfg.seed, stream))
+    b = draw(pair.b, "B", s.batches, s.batch_size, generator(cfg.seed, stream))
+    return a[:from_a] + b[from_a:]
 
 
-def draw(data: Dataset, head: str, n: int, size: int) -> list[Batch]:
-    order = torch.randperm(len(data.train)).repeat(n * size // len(data.train) + 1)  # cycle when data is short
-    return [Batch(data.train.x[i], data.train.y[i], head) for i in order[: n * size].split(size)] if n else []
+def draw(data: Dataset, head: str, n: int, size: int, rng: torch.Generator) -> list[Batch]:
+    order = torch.randperm(len(data.train), generator=rng).repeat(n * size // len(data.train) + 1)  # cycle when short
+    return [Batch(data.train.x[i], data.train.y[i], head) for i in order[: n * size].split(size)]
 
 
 @torch.no_grad()
-def fit_head(net: nn.Module, data: Dataset) -> nn.Linear:
-    """A head for `data` fitted on frozen features (multinomial logistic regression), e.g. a B objective."""
-    clf = LogisticRegression(max_iter=2000).fit(net.features(data.train.x).numpy(), data.train.y.numpy())
-    head = nn.Linear(net.head.in_features, data.num_classes)
-    head.weight.copy_(torch.as_tensor(clf.coef_)), head.bias.copy_(torch.as_tensor(clf.intercept_))
-    return head
+def fit_head(net: nn.Module, data: Dataset, probe: DictConfig) -> nn.Linear:
+    """A head for `data` fitted on frozen features of its train split, e.g. a B objective."""
+    return linear_head(net.features(data.train.x), data.train.y, data.num_classes, probe)

@@ -87,8 +87,8 @@ def finished_run(key: str, tag: str = KEY_TAG) -> str | None:
 
 
 def fetch(stage: str, key: str, run_id: str, workdir: Path) -> Result:
-    """A cached stage run's Result, its artifacts copied into `workdir/<stage>`."""
-    files = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(workdir / stage)))
+    """A cached stage run's Result, its artifacts copied into `workdir/<stage>-<key>`."""
+    files = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(workdir / f"{stage}-{key}")))
     return Result(stage, key, run_id, files, True, MlflowClient().get_run(run_id).data.metrics)
 
 
@@ -113,9 +113,9 @@ class StageRun:
 
 @contextmanager
 def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path) -> Iterator[StageRun]:
-    """A child run tagged with its stage and key; once the body succeeds its files in `workdir/<stage>` are
+    """A child run tagged with its stage and key; once the body succeeds its files in `workdir/<stage>-<key>` are
     logged as artifacts, the run FINISHES, and `run.result` is its Result (no download of what was just written)."""
-    folder = workdir / stage
+    folder = workdir / f"{stage}-{key}"
     folder.mkdir(parents=True)
     with mlflow.start_run(run_name=stage, nested=True, tags={STAGE_TAG: stage, KEY_TAG: key}) as run:
         mlflow.log_params(flat_params(cfg))

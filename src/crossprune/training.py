@@ -21,14 +21,23 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own dep
 
 
 class Classifier(pl.LightningModule):
-    def __init__(self, net: nn.Module, optimizer: Callable, num_classes: int):
+    """Cross-entropy on the labels; with a `teacher`, mixed with Hinton et al.'s distillation loss by `distill.alpha`."""
+
+    def __init__(self, net: nn.Module, optimizer: Callable, num_classes: int, teacher: nn.Module | None = None, distill=None):
         super().__init__()
-        self.net, self.optimizer = net, optimizer
+        self.net, self.optimizer, self.distill = net, optimizer, distill
+        self.teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []  # a list: not a submodule
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
 
     def training_step(self, batch, _):
         x, y = batch
-        loss = F.cross_entropy(self.net(x), y)
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        if self.teacher:
+            t, alpha = self.distill.temperature, self.distill.alpha
+            soft = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(self.teacher[0].to(x.device)(x) / t, 1),
+                            reduction="batchmean", log_target=True)
+            loss = (1 - alpha) * loss + alpha * t * t * soft  # t² keeps the soft gradients' scale (Hinton et al. 2015)
         self.log("train/loss", loss, on_step=False, on_epoch=True)
         return loss
 
@@ -52,13 +61,14 @@ class EpochMetrics(pl.Callback):
         mlflow.log_metrics(metrics, step=self.first_step + trainer.current_epoch)
 
 
-def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, first_step: int = 0) -> nn.Module:
+def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, first_step: int = 0,
+        teacher: nn.Module | None = None, distill: DictConfig | None = None) -> nn.Module:
     """Train `net` in place on `train` for `epochs`, validating on `val` each epoch; returns it on the CPU.
 
     Epoch metrics are logged at steps `first_step`, `first_step + 1`, … so successive fits in one run do not collide.
     """
     loader = lambda s, shuffle: DataLoader(TensorDataset(s.x, s.y), cfg.train.batch_size, shuffle=shuffle)  # noqa: E731
-    module = Classifier(net, instantiate(cfg.train.optimizer), net.head.out_features)
+    module = Classifier(net, instantiate(cfg.train.optimizer), net.head.out_features, teacher, distill)
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(
             max_epochs=epochs,

@@ -2,11 +2,12 @@
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from crossprune.data import Pair, build_pair
 from crossprune.pruning import SCOPES, Mask, prunable, select
 from crossprune.pruning.select import cap_count
+from crossprune.stages import ORDERS, STAGES
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,16 @@ def validate(cfg: DictConfig) -> Pair:
     require(0 <= s.mix <= 1, f"score.mix must be in [0, 1], got {s.mix}")
     require(s.batches >= 1 and s.batch_size >= 1, "score.batches and score.batch_size must be at least 1")
     require(cfg.train_a.epochs >= 1 and cfg.finetune_b.epochs >= 0, "train_a.epochs must be >= 1 and finetune_b.epochs >= 0")
+    require(isinstance(cfg.seed, int) and isinstance(cfg.data_seed, int), f"seed and data_seed must be integers, got {cfg.seed!r}, {cfg.data_seed!r}")
+    stages = list(cfg.stages) if OmegaConf.is_list(cfg.stages) else [cfg.stages]
+    unknown = [st for st in stages if st not in STAGES]
+    require(stages and not unknown, f"stages must be a non-empty list of {', '.join(STAGES)}; unknown: {unknown or 'none given'}")
+    require(cfg.order in ORDERS, f"order must be one of {', '.join(ORDERS)}, got {cfg.order}")
+    require(cfg.order == "prune_then_finetune" or cfg.criterion.data_free or s.data == "B",
+            "order=finetune_then_prune scores the network fine-tuned on B, on B: set score.data=B")
+    d = cfg.finetune_b.distill
+    require(isinstance(d.alpha, float | int) and 0 <= d.alpha <= 1, f"finetune_b.distill.alpha must be in [0, 1], got {d.alpha}")
+    require(isinstance(d.temperature, float | int) and d.temperature > 0, f"finetune_b.distill.temperature must be > 0, got {d.temperature}")
     require(cfg.finetune_b.head in ("reinit", "keep"), f"finetune_b.head must be reinit or keep, got {cfg.finetune_b.head}")
     require(not (p.include_head and cfg.finetune_b.head == "reinit"), "prune.include_head=true needs finetune_b.head=keep")
     try:

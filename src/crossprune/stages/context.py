@@ -1,6 +1,6 @@
-"""What every stage shares: the config, the data pair, networks built from the config, and the stage cache."""
+"""What every stage shares: the config, the data pair, the dense reference, networks built from the config, and
+the stage cache."""
 
-import zlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +12,10 @@ from torch import nn
 
 from crossprune import tracking
 from crossprune.data import Pair
+from crossprune.evaluate import Reference, evaluate
 from crossprune.pruning import Mask
+from crossprune.seeds import role_seed
 from crossprune.tracking import Result, StageRun
-
-
-def role_seed(seed: int, role: str) -> int:
-    """A stable seed per (seed, role): scratch inits never equal train_a's init at another seed."""
-    return zlib.crc32(f"{seed}:{role}".encode()) % 2**31
 
 
 @dataclass
@@ -26,12 +23,19 @@ class Context:
     cfg: DictConfig
     pair: Pair
     workdir: Path  # where stage artifacts are fetched to, for the length of one pipeline
+    reference: Reference | None = None  # the dense train_a network's instruments, once train_a has run
 
     def seed(self, role: str) -> int:
         """Seed torch, numpy and Python for one role; each role draws its own stream from cfg.seed."""
         seed = role_seed(self.cfg.seed, role)
         pl.seed_everything(seed, workers=True, verbose=False)
         return seed
+
+    @property
+    def scored_classes(self) -> tuple:
+        """The label space of the head of the network that is scored and pruned: A's, or B's when the dense
+        network is fine-tuned on B first."""
+        return self.pair.b.classes if self.cfg.order == "finetune_then_prune" else self.pair.a.classes
 
     def new_net(self, classes: tuple, structure: dict | None = None) -> nn.Module:
         """A fresh network for `classes`; `structure` overrides widths for a structurally pruned one."""
@@ -59,3 +63,6 @@ class Context:
         """An open StageRun to fill; once the body succeeds its `result` holds what was logged."""
         return tracking.stage_run(stage, key, self.cfg, self.workdir)
 
+    def evaluate(self, net: nn.Module, classes: tuple) -> dict[str, float]:
+        """Every test-split metric of `net` (head label space `classes`), measured against the dense reference."""
+        return evaluate(net, classes, self.pair, self.cfg.eval.probe, self.reference)

@@ -1,10 +1,10 @@
-"""prune: mask (or remove) the train_a weights by their scores, then evaluate before any fine-tuning."""
+"""prune: mask (or remove) the scored weights by their scores, then evaluate before any fine-tuning."""
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch import nn
+from torch import Tensor, nn
 
-from crossprune.evaluate import evaluate
+from crossprune.diagnostics import mask_iou, spearman
 from crossprune.pruning import Mask, plain_state_dict, prunable, select
 from crossprune.pruning.structured import count, latency_ms, remove_channels
 from crossprune.scoring import compute_scores, fit_head, score_data
@@ -14,14 +14,15 @@ from crossprune.training import fit
 from crossprune.validate import check_collapse
 
 
-def run(ctx: Context, trained: Result, scored: Result) -> Result:
-    cfg, pair, p = ctx.cfg, ctx.pair, ctx.cfg.prune
-    key = ctx.key("prune", scored, p, cfg.control)
+def run(ctx: Context, scored: Result, on_a: Result, on_b: Result) -> Result:
+    """Prune the network `scored` scored; `on_a`/`on_b` are the same scoring on A and on B, to compare masks."""
+    cfg, p = ctx.cfg, ctx.cfg.prune
+    key = ctx.key("prune", scored, on_a, on_b, p, cfg.control)
     if hit := ctx.cached("prune", key):
         return hit
     with ctx.track("prune", key) as run:
         ctx.seed("prune")
-        net = ctx.load_net(trained, pair.a.classes)
+        net = ctx.load_net(scored, ctx.scored_classes)
         if p.kind == "structured":
             metrics = remove_structurally(net, scored.load("scores"), p)
             run.save_json("structure", net.structure())
@@ -32,10 +33,20 @@ def run(ctx: Context, trained: Result, scored: Result) -> Result:
             mask.apply(net)
             run.save("masks", mask)
             metrics = mask.metrics()
-        run.tag(criterion=cfg.criterion.name, score_data=score_data(cfg), control=cfg.control.name, scope=p.scope, kind=p.kind)
+        run.tag(criterion=cfg.criterion.name, score_data=score_data(cfg), control=cfg.control.name, scope=p.scope,
+                kind=p.kind, order=cfg.order, agreement_runs=f"{on_a.run_id},{on_b.run_id}")
         run.save("model", plain_state_dict(net))
-        run.log(evaluate(net, pair.a.classes, pair, cfg.eval.probe) | metrics)
+        run.log(ctx.evaluate(net, ctx.scored_classes) | metrics | agreement(on_a.load("scores"), on_b.load("scores"), p))
     return run.result
+
+
+def agreement(on_a: dict[str, Tensor], on_b: dict[str, Tensor], p: DictConfig) -> dict[str, float]:
+    """How far scoring on A and on B disagree: IoU of the kept sets of the one-shot masks they select at these
+    settings (`mask_iou_AB`, and per parameter), and the rank correlation of the scores per parameter."""
+    select_at = lambda scores: select(scores, p.sparsity, p.scope, list(p.layers), p.max_layer_sparsity)  # noqa: E731
+    overall, per_param = mask_iou(select_at(on_a), select_at(on_b))
+    return ({"mask_iou_AB": overall} | {f"mask_iou_AB/{n}": v for n, v in per_param.items()}
+            | {f"score_spearman_AB/{n}": spearman(on_a[n], on_b[n]) for n in on_a})
 
 
 def gradual_mask(ctx: Context, net: nn.Module, scores: dict) -> Mask:
@@ -44,26 +55,27 @@ def gradual_mask(ctx: Context, net: nn.Module, scores: dict) -> Mask:
     mask = None
     for r in range(1, p.rounds + 1):
         if mask is not None:
-            scores = rescore(ctx, net, mask)
+            scores = rescore(ctx, net, mask, r)
         mask = select(scores, 1 - (1 - p.sparsity) ** (r / p.rounds), p.scope, list(p.layers), p.max_layer_sparsity)
         if r < p.rounds and p.round_epochs > 0:
             train_round(ctx, mask.apply(net), p.round_data, first_step=(r - 1) * p.round_epochs)
     return mask
 
 
-def rescore(ctx: Context, net: nn.Module, mask: Mask) -> dict:
-    """Score the current masked weights; pruned weights score -inf, so masks only shrink."""
-    plain = ctx.new_net(ctx.pair.a.classes)
+def rescore(ctx: Context, net: nn.Module, mask: Mask, round: int) -> dict:
+    """Score the current masked weights on fresh batches; pruned weights score -inf, so masks only shrink."""
+    plain = ctx.new_net(ctx.scored_classes)
     plain.load_state_dict(plain_state_dict(net))
-    scores, _ = compute_scores(plain, prunable(plain, ctx.cfg.prune), ctx.cfg, ctx.pair)
+    scores, _ = compute_scores(plain, prunable(plain, ctx.cfg.prune), ctx.cfg, ctx.pair, ctx.scored_classes,
+                               stream=f"score.round{round}")
     return {n: s.masked_fill(mask[n] == 0, float("-inf")) for n, s in scores.items()}
 
 
 def train_round(ctx: Context, net: nn.Module, data: str, first_step: int) -> None:
-    """Train between rounds on A or B; B with other labels trains through a temporary fitted B head."""
+    """Train between rounds on A or B; data whose labels are not the head's trains through a temporary fitted head."""
     ds, head = ctx.pair[data], net.head
-    if data == "B" and not ctx.pair.shared_labels:
-        net.head = fit_head(net, ds)
+    if ds.classes != ctx.scored_classes:
+        net.head = fit_head(net, ds, ctx.cfg.eval.probe)
     fit(net, ds.train, ds.val, ctx.cfg.prune.round_epochs, ctx.cfg, first_step)
     net.head = head
 

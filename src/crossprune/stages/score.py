@@ -1,4 +1,5 @@
-"""score: importance scores of the train_a weights, on A, on B or on a mix (ignored by data-free criteria)."""
+"""score: importance scores of the network about to be pruned, on A, on B or on a mix (ignored by data-free
+criteria). That network is train_a's, or teacher_b's when the order is finetune_then_prune."""
 
 from crossprune.pruning import prunable
 from crossprune.scoring import compute_scores, score_data
@@ -6,21 +7,22 @@ from crossprune.stages.context import Context
 from crossprune.tracking import Result
 
 
-def run(ctx: Context, trained: Result) -> Result:
+def run(ctx: Context, source: Result, data: str | None = None) -> Result:
+    """Score `source` on `data` (default score.data); the pipeline also asks for A and B to compare the masks."""
     cfg, pair = ctx.cfg, ctx.pair
-    data = score_data(cfg)
-    scoring = None if data == "none" else cfg.score  # data-free scores do not depend on the score data
-    key = ctx.key("score", trained, cfg.criterion, scoring, cfg.prune.include_bias, cfg.prune.include_head)
+    data = score_data(cfg) if data is None or cfg.criterion.data_free else data
+    scoring = None if data == "none" else {**cfg.score, "data": data}  # data-free scores ignore the score data
+    key = ctx.key("score", source, cfg.criterion, scoring, cfg.prune.include_bias, cfg.prune.include_head)
     if hit := ctx.cached("score", key):
         return hit
     with ctx.track("score", key) as run:
         ctx.seed("score")
-        net = ctx.load_net(trained, pair.a.classes)
-        scores, fitted_b = compute_scores(net, prunable(net, cfg.prune), cfg, pair)
-        # Gradient criteria on B data with B's own labels need a B head fitted on frozen features: say so.
+        net = ctx.load_net(source, ctx.scored_classes)
+        scores, fitted = compute_scores(net, prunable(net, cfg.prune), cfg, pair, ctx.scored_classes, data)
+        # A gradient criterion on data whose labels are not the head's needs a head fitted on frozen features: say so.
         run.tag(criterion=cfg.criterion.name, score_data=data, data_free=cfg.criterion.data_free,
-                score_head="fitted_B" if fitted_b else "model")
+                score_head="+".join(f"fitted_{t}" for t in fitted) or "model", order=cfg.order)
         run.save("scores", scores)
         run.save("model", net.state_dict())  # the scored weights beside their scores, for inspection
-        run.log({k: v for k, v in trained.metrics.items() if k.startswith(("A/", "B/"))})  # the scored model is train_a's
+        run.log({k: v for k, v in source.metrics.items() if k.startswith(("A/", "B/"))})  # the scored model is source's
     return run.result

@@ -1,6 +1,7 @@
-"""train_a: train the network on A (once per A-side config, whatever B it is then evaluated on)."""
+"""train_a: train the network on A (once per A-side config, whatever B it is then evaluated on), and fix the
+instruments every later stage is read through: heads for A and B, the dense activations, the references."""
 
-from crossprune.evaluate import evaluate
+from crossprune.evaluate import Reference, instrument_references
 from crossprune.stages.context import Context
 from crossprune.tracking import WEIGHTS_TAG, Result
 from crossprune.training import fit
@@ -11,6 +12,7 @@ def run(ctx: Context) -> Result:
     weights_key = ctx.key("train_a.weights", cfg.pair.a, cfg.model, cfg.train, cfg.train_a, cfg.seed)
     key = ctx.key("train_a", weights_key, cfg.pair.b, cfg.eval)  # the run also evaluates on B
     if hit := ctx.cached("train_a", key):
+        ctx.reference = Reference.of(ctx.load_net(hit, a.classes), ctx.pair, Reference.heads_from(hit.load("heads")))
         return hit
     with ctx.track("train_a", key) as run:
         run.tag(weights_key=weights_key)
@@ -20,6 +22,10 @@ def run(ctx: Context) -> Result:
         else:
             ctx.seed("train_a")
             net = fit(ctx.new_net(a.classes), a.train, a.val, cfg.train_a.epochs, cfg)
+        ctx.reference = Reference.fit(net, ctx.pair, cfg.eval.probe)
+        ctx.seed("untrained")  # the untrained twin whose probe says what architecture alone gives
+        untrained = ctx.new_net(a.classes)
         run.save("model", net.state_dict())
-        run.log(evaluate(net, a.classes, ctx.pair, cfg.eval.probe))
+        run.save("heads", ctx.reference.tensors())
+        run.log(ctx.evaluate(net, a.classes) | instrument_references(net, untrained, ctx.pair, cfg.eval.probe))
     return run.result

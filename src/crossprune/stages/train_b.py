@@ -1,61 +1,74 @@
-"""Training on B: finetune_b from the pruned A weights, and the scratch_b baselines from a fresh init.
+"""Training on B: teacher_b (the dense A network fine-tuned on B), finetune_b from the pruned weights, and the
+scratch_b baselines from a fresh init.
 
-One body serves all three (the init is the only difference), so their budgets and evaluation cannot drift apart.
+One body serves all four (the init is the only difference), so their budgets and evaluation cannot drift apart.
 """
 
 from torch import nn
 
-from crossprune.evaluate import evaluate
 from crossprune.pruning import plain_state_dict
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
 from crossprune.training import fit
 
 
-def finetune_b(ctx: Context, pruned: Result) -> Result:
-    """The pruned A weights on B, mask held fixed; the head kept or re-initialised per finetune_b.head."""
+def teacher_b(ctx: Context, trained: Result) -> Result:
+    """The dense train_a network fine-tuned on B with finetune_b's budget: the distillation teacher, and the
+    network that finetune_then_prune scores and prunes."""
     cfg = ctx.cfg
-    key = ctx.key("finetune_b", pruned, cfg.finetune_b, cfg.train)
-    return train_b(ctx, "finetune_b", key, pruned, from_pruned_weights=True)
+    key = ctx.key("teacher_b", trained, cfg.finetune_b.epochs, cfg.finetune_b.head, cfg.train)
+    return train_b(ctx, "teacher_b", key, init=trained, classes=ctx.pair.a.classes, head=cfg.finetune_b.head)
 
 
-def scratch_b_dense(ctx: Context) -> Result:
-    """Same architecture, fresh init, finetune_b's budget."""
-    cfg = ctx.cfg
-    key = ctx.key("scratch_b_dense", cfg.pair, cfg.model, cfg.train, cfg.finetune_b.epochs, cfg.eval, cfg.seed)
+def finetune_b(ctx: Context, pruned: Result, teacher: Result | None) -> Result:
+    """The pruned weights on B, mask held fixed, distilled from `teacher` when finetune_b.distill.alpha > 0; the
+    head kept or re-initialised per finetune_b.head (kept when it was already fine-tuned on B)."""
+    cfg, distill = ctx.cfg, ctx.cfg.finetune_b.distill
+    head = cfg.finetune_b.head if cfg.order == "prune_then_finetune" else "keep"
+    key = ctx.key("finetune_b", pruned, teacher, cfg.finetune_b.epochs, head, distill if teacher else None, cfg.train)
+    return train_b(ctx, "finetune_b", key, init=pruned, classes=ctx.scored_classes, head=head, shape=pruned, teacher=teacher)
+
+
+def scratch_b_dense(ctx: Context, trained: Result) -> Result:
+    """Same architecture, fresh init, finetune_b's budget (measured against the dense train_a network)."""
+    key = ctx.key("scratch_b_dense", trained, ctx.cfg.train, ctx.cfg.finetune_b.epochs)
     return train_b(ctx, "scratch_b_dense", key)
 
 
 def scratch_b_sparse(ctx: Context, pruned: Result) -> Result:
     """The lottery-ticket control: the prune stage's mask (or its smaller widths) on a fresh init."""
     key = ctx.key("scratch_b_sparse", pruned, ctx.cfg.train, ctx.cfg.finetune_b.epochs)
-    return train_b(ctx, "scratch_b_sparse", key, pruned)
+    return train_b(ctx, "scratch_b_sparse", key, shape=pruned)
 
 
-def train_b(ctx: Context, stage: str, key: str, pruned: Result | None = None, from_pruned_weights: bool = False) -> Result:
-    """Train on B from the pruned weights or a fresh init, under the prune stage's mask or widths if given."""
+def train_b(ctx: Context, stage: str, key: str, init: Result | None = None, classes: tuple = (), head: str = "fresh",
+            shape: Result | None = None, teacher: Result | None = None) -> Result:
+    """Train on B from `init`'s weights (head label space `classes`; head kept or reinit) or a fresh init, under
+    `shape`'s mask or widths if given, distilling from `teacher` if given."""
     cfg, pair = ctx.cfg, ctx.pair
     if hit := ctx.cached(stage, key):
         return hit
     with ctx.track(stage, key) as run:
-        mask, structure = (ctx.load_mask(pruned), pruned.structure()) if pruned else (None, {})
-        if from_pruned_weights:
+        mask, structure = (ctx.load_mask(shape), shape.structure()) if shape else (None, {})
+        if init:
             ctx.seed(stage)
-            net, classes = ctx.load_net(pruned, pair.a.classes), pair.a.classes
-            if cfg.finetune_b.head == "reinit":
+            net = ctx.load_net(init, classes)
+            if head == "reinit":
                 net.head, classes = nn.Linear(net.head.in_features, pair.b.num_classes), pair.b.classes
         else:
             ctx.seed("scratch_b")  # both baselines start from the same fresh init, never train_a's
             net, classes = ctx.new_net(pair.b.classes, structure), pair.b.classes
-        net = fit(mask.apply(net) if mask else net, pair.b.train, pair.b.val, cfg.finetune_b.epochs, cfg)
-        metrics = evaluate(net, classes, pair, cfg.eval.probe)
+        teacher_net = ctx.load_net(teacher, pair.b.classes) if teacher else None
+        net = fit(mask.apply(net) if mask else net, pair.b.train, pair.b.val, cfg.finetune_b.epochs, cfg,
+                  teacher=teacher_net, distill=cfg.finetune_b.distill)
+        metrics = ctx.evaluate(net, classes)
         if mask:
             run.save("masks", mask)
             metrics |= mask.metrics()
         if structure:  # removed, not masked: the widths and the prune stage's sparsity carry over
             run.save_json("structure", net.structure())
-            metrics |= {k: v for k, v in pruned.metrics.items() if k.startswith("sparsity")}
-        run.tag(head=cfg.finetune_b.head if from_pruned_weights else "fresh")
+            metrics |= {k: v for k, v in shape.metrics.items() if k.startswith("sparsity")}
+        run.tag(head=head, order=cfg.order, distilled=teacher is not None)
         run.save("model", plain_state_dict(net))
         run.log(metrics)
     return run.result
