@@ -1,4 +1,4 @@
-# Two commands do all set-up: `make run` (default experiment) and `make test` (the test suite).
+# Two commands do all set-up: `make run` (the seed_claims study and its verdict report) and `make test` (the tests).
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -10,7 +10,8 @@ $(BIN)/crossprune: pyproject.toml
 	touch $@
 
 run: $(BIN)/crossprune
-	$(BIN)/crossprune
+	$(BIN)/crossprune -m study=seed_claims trainer.progress_bar=false
+	$(BIN)/crossprune-report study=seed_claims
 
 test: $(BIN)/crossprune
 	$(BIN)/python -m pytest

@@ -5,33 +5,30 @@ from pathlib import Path
 
 import hydra
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import MissingConfigException
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.table import Table
 
+from crossprune.sweeper import study_jobs
 from crossprune.validate import ConfigError, first_line, one_line, validate
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
-METRICS = ("A/acc", "A/probe_acc", "B/acc", "B/probe_acc", "sparsity")
 
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> None:
-    from crossprune import pipeline  # heavy imports (mlflow, lightning) only once the config is known to be good
+    from crossprune import pipeline, summary  # heavy imports (mlflow, lightning) only once the config is known to be good
 
+    hydra_cfg = HydraConfig.get()
+    sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
     pair = stop_on_bad_input(validate, cfg)
-    results = stop_on_bad_input(pipeline.run, cfg, pair)  # e.g. a global mask that empties a layer
-    table = Table("stage", "run", *METRICS, title=f"{cfg.pair.name} · {cfg.criterion.name} · sparsity {cfg.prune.sparsity}")
-    for r in results:
-        cells = [f"{r.metrics[m]:.3f}" if m in r.metrics else "—" for m in METRICS]
-        table.add_row(r.stage, r.run_id[:8] + (" (cached)" if r.cached else ""), *cells)
-    console = Console(width=max(Console().width, 110))
-    console.print(table)
-    console.print(f"Open the MLflow UI:  mlflow ui --backend-store-uri {cfg.tracking.uri}")
+    results = stop_on_bad_input(pipeline.run, cfg, pair, sweep)  # e.g. a global mask that empties a layer
+    if sweep is None:  # a sweep prints one table for all its points when it ends
+        summary.print_pipeline(cfg, results)
 
 
 def stop_on_bad_input(check, *args):
@@ -44,16 +41,22 @@ def stop_on_bad_input(check, *args):
 
 
 def preflight(argv: list[str]) -> None:
-    """Compose and validate every job of the command (each sweep point too) before anything runs."""
+    """Compose and validate every job of the command (each sweep point and study grid too) before anything runs."""
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return
     if args.config_dir or args.config_path or args.config_name:
         return  # configs beyond conf/: each job is still validated by the app before it trains
     try:
-        parsed = OverridesParser.create().parse_overrides(args.overrides)
-        jobs = BasicSweeper.split_arguments(parsed, max_batch_size=None)[0] if args.multirun else [args.overrides]
         with initialize_config_dir(CONF, version_base="1.3"):
+            jobs = [args.overrides]
+            if args.multirun:
+                parsed = OverridesParser.create().parse_overrides(args.overrides)
+                fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # a study's own sweep lives in it
+                base = compose("config", overrides=fixed, return_hydra_config=True)
+                params, grids = base.hydra.sweeper.params, base.study.get("grids")
+                plain = lambda node: OmegaConf.to_container(node) if node else {}  # noqa: E731
+                jobs = study_jobs(plain(params), plain(grids), args.overrides)
             for overrides in jobs:
                 validate(compose("config", overrides=list(overrides)))
     except MissingConfigException as e:  # an unknown group option: name the ones that exist

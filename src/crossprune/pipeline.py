@@ -32,14 +32,17 @@ def needed(cfg: DictConfig) -> list[str]:
     return [s for s in STAGES if s in wanted]
 
 
-def run(cfg: DictConfig, pair: Pair) -> list[Result]:
-    """Run (or reuse) the needed stages; the Results' metrics stay valid, their files only while this runs."""
+def run(cfg: DictConfig, pair: Pair, sweep: str | None = None) -> list[Result]:
+    """Run (or reuse) the needed stages; the Results' metrics stay valid, their files only while this runs.
+    `sweep` (a multirun's folder) tags the parent, so the sweep's table can find its points."""
     tracking.connect(cfg.tracking)
     stages = needed(cfg)
     tags = {tracking.STAGE_TAG: "pipeline", "crossprune.criterion": cfg.criterion.name, "crossprune.score_data": score_data(cfg),
             "crossprune.order": cfg.order, "crossprune.stages": ",".join(stages)}
     if cfg.study.name:
         tags["crossprune.study"] = cfg.study.name
+    if sweep:
+        tags["crossprune.sweep"] = sweep
     with (
         tempfile.TemporaryDirectory(prefix="crossprune-") as workdir,
         mlflow.start_run(run_name=f"{cfg.pair.name}/{cfg.criterion.name}", tags=tags),

@@ -139,4 +139,4 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
             out[prefix[:-1]] = str(node)[:6000]
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
+    return {k: v for k, v in out.items() if not k.startswith("study.grids")}  # the whole study: not this run's config

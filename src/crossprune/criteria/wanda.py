@@ -11,9 +11,9 @@ def score(net, params, batches, loss):
     def hook(owner):
         def record(module, inputs, output):
             x = inputs[0].detach()
-            if isinstance(module, nn.Conv2d):
-                # Channel-level analogue of Wanda's per-feature norm: over samples and spatial positions.
-                s = x.square().sum(dim=(0, 2, 3))
+            if isinstance(module, nn.Conv1d | nn.Conv2d):
+                # Channel-level analogue of Wanda's per-feature norm: over samples and all positions.
+                s = x.square().sum(dim=(0, *range(2, x.dim())))
             elif isinstance(module, nn.Linear):
                 s = x.square().reshape(-1, x.shape[-1]).sum(0)
             else:
@@ -38,5 +38,5 @@ def score(net, params, batches, loss):
             out[name] = w
         else:
             norm = sq[owner].sqrt()
-            out[name] = w * (norm.reshape(1, -1, 1, 1) if w.dim() == 4 else norm)
+            out[name] = w * norm.reshape(1, -1, *[1] * (w.dim() - 2))  # input channels on dim 1, kernel dims after
     return out

@@ -1,6 +1,7 @@
 """Small networks that expose penultimate features and a replaceable `head`."""
 
 from crossprune.models.cnn import CNN
+from crossprune.models.cnn1d import CNN1d
 from crossprune.models.mlp import MLP
 
-__all__ = ["CNN", "MLP"]
+__all__ = ["CNN", "CNN1d", "MLP"]

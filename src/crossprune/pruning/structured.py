@@ -7,6 +7,7 @@ import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
+# tp's conv functions serve every torch _ConvNd, so Conv1d and Conv2d alike.
 _OUT = (tp.prune_linear_out_channels, tp.prune_conv_out_channels)
 _IN = (tp.prune_linear_in_channels, tp.prune_conv_in_channels)
 

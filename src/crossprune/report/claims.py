@@ -46,20 +46,30 @@ class Instrument:
         return f"{self.stage} {self.metric} − max({', '.join(self.beats)})"
 
 
-def paired(claim, treat, base, keys, rows, confidence) -> Estimate:
-    return stats.paired(stats.matched(treat, base, keys, claim.metric), confidence)
+def matched(claim, treat, base, keys, table) -> pd.DataFrame:
+    """treat − base in every cell both arms ran."""
+    return stats.matched(treat, base, keys, claim.metric)
 
 
-def compounding(claim, treat, base, keys, rows, confidence) -> Estimate:
-    dense = reference(rows, treat, "train_a", claim.metric)
-    return stats.paired(stats.interaction(treat.assign(dense=dense), keys, claim.metric), confidence)
+def compounding(claim, treat, base, keys, table) -> pd.DataFrame:
+    """The interaction of each pair of layers with its two single layers and the dense network."""
+    return stats.interaction(treat.assign(dense=reference(table, treat, "train_a", claim.metric)), keys, claim.metric)
 
 
-def shift(claim, treat, base, keys, rows, confidence) -> Estimate:
-    diffs = stats.matched(treat, base, keys, claim.metric)
-    train_a = rows[(rows["stage"] == "train_a") & rows["parent_id"].isin(base["parent_id"])]
-    mmd = train_a.groupby("pair.severity")["dissimilarity/mmd"].mean() if "pair.severity" in rows else pd.Series()
-    return stats.rank_correlation(diffs.dropna(subset=["pair.severity"]), "pair.severity", mmd, confidence, claim.min_n)
+def over_seeds(claim, diffs, table, confidence) -> dict[str, Estimate]:
+    return stats.over_seeds(diffs, confidence)
+
+
+def across_severities(claim, diffs, table, confidence) -> dict[str, Estimate]:
+    """Per pair: Spearman ρ of the mean effect per severity with train_a's dissimilarity/mmd at that severity."""
+    diffs = diffs.dropna(subset=["pair.severity"]) if "pair.severity" in diffs else diffs.iloc[:0]
+    if diffs.empty:
+        return {}
+    train_a = table[(table["stage"] == "train_a") & table["pair.name"].isin(diffs["pair.name"])]
+    mmd = train_a.groupby(["pair.name", "pair.severity"])["dissimilarity/mmd"].mean() if "dissimilarity/mmd" in table else None
+    return {pair: stats.rank_correlation(d, "pair.severity", mmd.xs(pair) if mmd is not None else pd.Series(dtype=float),
+                                         confidence, claim.min_n)
+            for pair, d in diffs.groupby("pair.name")}
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,8 @@ class Claim:
     base: Arm
     instrument: Instrument
     vary: tuple[str, ...] = ()  # columns the arms differ in, left out of the matching
-    estimate: Callable = paired
+    differences: Callable = matched  # → one row per matched difference, with its cell's columns
+    summary: Callable = over_seeds   # differences → {pair: Estimate}
     min_effect: float | None = None  # None: report.min_effect
     min_n: int = 2  # fewer independent units: no interval
 
@@ -96,10 +107,10 @@ CLAIMS = (
     Claim("capacity_shift", "The capacity lost by scoring on A grows the more A and B differ (Spearman ρ of the "
           "capacity effect with train_a's dissimilarity/mmd across severities)", "B/fixed_head_acc",
           Arm("prune", {"score.data": "B", **SCORED}), Arm("prune", SCORED), FIXED_HEAD, ("score.data",),
-          shift, min_effect=0.1, min_n=3),
+          summary=across_severities, min_effect=0.1, min_n=3),
     Claim("hierarchy", "Pruning layers compounds: two layers pruned together cost more A accuracy than their single "
           "drops added", "A/acc", Arm("prune", {"prune.scope": "layers"}), Arm("prune", {"prune.scope": "layers"}),
-          A_ABOVE_CHANCE, ("prune.layers",), compounding),
+          A_ABOVE_CHANCE, ("prune.layers",), differences=compounding),
     Claim("init", "Fine-tuning the pruned A weights on B ends worse than training B from scratch (dense, same budget)",
           "B/acc", Arm("scratch_b_dense"), Arm("finetune_b"), SCRATCH_ABOVE_CHANCE),
     Claim("init_sparse", "Fine-tuning the pruned A weights on B ends worse than A's mask on a fresh init trained on B",
@@ -110,9 +121,13 @@ CLAIMS = (
     Claim("sanity", "After training, magnitude masks beat their within-layer shuffles on A (Frankle et al. 2021)",
           "A/acc", Arm("prune", {"criterion.name": "magnitude"}),
           Arm("prune", {"criterion.name": "magnitude", "control.name": "shuffle_within_layer"}), A_ABOVE_CHANCE, ("control.",)),
+    Claim("sanity_random", "After training, magnitude masks beat random pruning of the same sparsity on A", "A/acc",
+          Arm("prune", {"criterion.name": "magnitude"}), Arm("prune", {"criterion.name": "random"}), A_ABOVE_CHANCE,
+          ("criterion.",)),
     mitigation("score_B", "Scoring on B", {"score.data": "B"}, ("score.data",), DEPENDENT),
     mitigation("mix", "Scoring on a mix of A and B", {"score.data": "mix"}, ("score.data",), DEPENDENT),
-    mitigation("finetune_then_prune", "Fine-tuning on B before pruning", {"order": "finetune_then_prune"}, ("order",)),
+    mitigation("finetune_then_prune", "Fine-tuning on B before pruning (then scored on any data)",
+               {"order": "finetune_then_prune", "score.data": anything}, ("order", "score.data")),
     mitigation("distill", "Distilling from the dense A network fine-tuned on B", {"finetune_b.distill.alpha": positive},
                ("finetune_b.distill.",)),
 )
@@ -150,34 +165,35 @@ class Judged:
 
 
 def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
-    """Every claim on every pair whose runs have both arms."""
-    design, rows_out, units_out = design_columns(table), [], []
+    """Every claim on every pair whose runs have both arms in at least one common cell."""
+    design, rows_out, units_out = design_columns(table), [], {}
     for claim in CLAIMS:
-        keys = [c for c in design if not c.startswith(claim.vary)]
-        for pair, rows in table.groupby("pair.name", sort=True):
-            treat, base = select(rows, claim.treat), select(rows, claim.base)
-            if treat.empty or base.empty:
-                continue
-            est = claim.estimate(claim, treat, base, keys, rows, confidence)
-            if est.n == 0:
-                continue  # arms present but never in the same cell
-            floor, need = min_effect, claim.min_effect if claim.min_effect is not None else min_effect
-            margin = instrument_margin(rows, base["parent_id"], claim.instrument)
-            name, rule = verdict(est.effect, est.low, est.high, est.n, need, claim.min_n, margin, floor, str(claim.instrument))
+        treat, base = select(table, claim.treat), select(table, claim.base)
+        if treat.empty or base.empty:
+            continue
+        diffs = claim.differences(claim, treat, base, [c for c in design if not c.startswith(claim.vary)], table)
+        margins = instrument_margins(table, base["parent_id"], claim.instrument)
+        need = claim.min_effect if claim.min_effect is not None else min_effect
+        for pair, est in sorted(claim.summary(claim, diffs, table, confidence).items()):
+            name, rule = verdict(est.effect, est.low, est.high, est.n, need, claim.min_n, margins.get(pair, np.nan),
+                                 min_effect, str(claim.instrument))
             rows_out.append(dict(claim=claim.name, pair=pair, statement=claim.statement, effect=est.effect,
                                  ci_low=est.low, ci_high=est.high, n=est.n, verdict=name, rule=rule))
-            units_out.append(est.units.assign(claim=claim.name, pair=pair))
+            units_out[(claim.name, pair)] = est.units
     columns = ["claim", "pair", "statement", "effect", "ci_low", "ci_high", "n", "verdict", "rule"]
-    units = pd.concat(units_out, ignore_index=True) if units_out else pd.DataFrame(columns=["claim", "pair"])
-    return Judged(pd.DataFrame(rows_out, columns=columns), units[["claim", "pair", *units.columns.drop(["claim", "pair"])]])
+    units = pd.concat(units_out, names=["claim", "pair", None]).reset_index(level=[0, 1]).reset_index(drop=True) \
+        if units_out else pd.DataFrame(columns=["claim", "pair"])
+    return Judged(pd.DataFrame(rows_out, columns=columns), units)
 
 
 def select(rows: pd.DataFrame, arm: Arm) -> pd.DataFrame:
     """The rows of `arm`; a column the runs lack selects nothing."""
-    keep = rows["stage"] == arm.stage
+    keep = rows["stage"].to_numpy() == arm.stage
     for column, want in (BASELINE | arm.where).items():
-        values = rows[column] if column in rows else pd.Series(np.nan, index=rows.index, dtype=object)
-        keep &= values.map(want).astype(bool) if callable(want) else values == want
+        if column not in rows:
+            return rows.iloc[:0]
+        values = rows[column].to_numpy()
+        keep &= np.fromiter(map(want, values), bool, len(values)) if callable(want) else values == want
     return rows[keep]
 
 
@@ -187,7 +203,9 @@ def reference(rows: pd.DataFrame, target: pd.DataFrame, stage: str, metric: str)
     return target["parent_id"].map(at[metric] if metric in at else pd.Series(dtype=float))
 
 
-def instrument_margin(rows: pd.DataFrame, parents: pd.Series, inst: Instrument) -> float:
-    """Mean over the reference arm's parents of how far the instrument beats what it must beat (NaN: not logged)."""
-    at = rows[(rows["stage"] == inst.stage) & rows["parent_id"].isin(parents)].reindex(columns=[inst.metric, *inst.beats])
-    return float((at[inst.metric] - at[list(inst.beats)].max(axis=1, skipna=False)).mean())
+def instrument_margins(table: pd.DataFrame, parents: pd.Series, inst: Instrument) -> pd.Series:
+    """Per pair, the mean over the reference arm's parents of how far the instrument beats what it must beat
+    (NaN where it was not logged)."""
+    at = table[(table["stage"] == inst.stage) & table["parent_id"].isin(parents)]
+    at = at.reindex(columns=["pair.name", inst.metric, *inst.beats])
+    return (at[inst.metric] - at[list(inst.beats)].max(axis=1, skipna=False)).groupby(at["pair.name"]).mean()

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from crossprune.report import stats
-from crossprune.report.claims import Arm, Judged, anything, select, unlike
+from crossprune.report.claims import Arm, Judged, anything, reference, select, unlike
 from crossprune.report.runs import design_columns
 
 ACC = "accuracy (fraction correct, 0–1)"
@@ -95,13 +95,16 @@ def layers(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
 
 
 def heat(ax, table: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metric: str, title: str) -> None:
-    rows = rows.assign(dense=table.set_index(["parent_id", "stage"])[metric].reindex(
-        list(zip(rows["parent_id"], ["train_a"] * len(rows)))).to_numpy() if metric in table else np.nan)
+    if rows.get(metric, pd.Series()).isna().all():
+        ax.set_axis_off()
+        ax.set_title(f"{title}: not logged")
+        return
+    rows = rows.assign(dense=reference(table, rows, "train_a", metric))
     names = sorted({n for layers in rows["prune.layers"] for n in layers})
     matrix = np.full((len(names), len(names)), np.nan)
     single = rows[rows["prune.layers"].map(len) == 1]
-    for (name,), g in single.groupby("prune.layers"):
-        matrix[names.index(name)] [names.index(name)] = (g["dense"] - g[metric]).mean()
+    for name, g in single.assign(layer=single["prune.layers"].str[0]).groupby("layer"):
+        matrix[names.index(name), names.index(name)] = (g["dense"] - g[metric]).mean()
     for (i, j), g in stats.interaction(rows, keys, metric).groupby(["i", "j"]):
         matrix[names.index(i), names.index(j)] = matrix[names.index(j), names.index(i)] = g["diff"].mean()
     image = ax.imshow(matrix, cmap="coolwarm", vmin=-np.nanmax(np.abs(matrix), initial=0.01), vmax=np.nanmax(np.abs(matrix), initial=0.01))
@@ -183,4 +186,6 @@ def draw(table: pd.DataFrame, judged: Judged, fetch: Callable, confidence: float
 FIGURES_OF = {  # which figures a claim's section shows (by file-stem prefix)
     "capacity": ("sparsity", "mask_iou", "cka"), "capacity_shift": ("capacity_vs_mmd",), "hierarchy": ("layers",),
     "init": ("curves",), "init_sparse": ("curves",), "init_random_mask": ("curves",), "sanity": ("sparsity",),
+    "sanity_random": ("sparsity",),
+    "mitigation": ("curves",),  # every mitigation:<name>
 }

@@ -1,6 +1,7 @@
 """Read a study's pipeline runs from MLflow into one tidy table: a row per (parent run, stage)."""
 
 import ast
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from crossprune.validate import ConfigError, first_line
 # A tracking server that does not answer is bad input, not minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # no store-migration chatter in the report's output
 
 STAGES = ("train_a", "teacher_b", "score", "prune", "finetune_b", "scratch_b_dense", "scratch_b_sparse")
 RUN_TAG = "crossprune.run."
@@ -56,6 +58,11 @@ def read(store: Store, study: str) -> pd.DataFrame:
         raise ConfigError(f"cannot read the MLflow store at {store.uri}: {first_line(e)}") from e
     if not parents:
         raise ConfigError(f"no finished pipeline runs of study {study} in the MLflow store at {store.uri}")
+    return tabulate(parents)
+
+
+def tabulate(parents: list) -> pd.DataFrame:
+    """Parent runs to the tidy table: config columns, then ROW, then every metric name (sorted)."""
     configs = [parse_params(run.data.params) for run in parents]
     rows = [row for run, config in zip(parents, configs) for row in stage_rows(run, config)]
     config = list(dict.fromkeys(k for c in configs for k in c if k != "order"))

@@ -34,32 +34,32 @@ def t_interval(values, confidence: float) -> tuple[float, float, float, int]:
 
 def cell(rows: pd.DataFrame, keys: list[str]) -> pd.Series:
     """One string per row naming its cell (NaN-safe, lists included)."""
-    return rows[keys].astype(str).agg("|".join, axis=1) if keys else pd.Series("", index=rows.index)
+    return pd.Series([repr(t) for t in rows[keys].itertuples(index=False, name=None)], index=rows.index, dtype=object)
 
 
 def matched(treat: pd.DataFrame, base: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
     """treat − base of `metric` for every pair of rows in the same cell; keys kept, `diff` added."""
+    if metric not in treat or metric not in base:
+        return pd.DataFrame(columns=[*keys, "diff"])
     left = treat.assign(_cell=cell(treat, keys), _treat=treat[metric])[["_cell", "_treat", *keys]]
     right = base.assign(_cell=cell(base, keys), _base=base[metric])[["_cell", "_base"]]
     both = left.merge(right, on="_cell")
     return both.assign(diff=both["_treat"] - both["_base"]).dropna(subset=["diff"]).drop(columns=["_treat", "_base"])
 
 
-def per_seed(diffs: pd.DataFrame, value: str = "diff") -> pd.DataFrame:
-    """The mean difference of each seed and how many matched cells it averages."""
-    return diffs.groupby("seed")[value].agg(effect="mean", cells="size").reset_index()
-
-
-def paired(diffs: pd.DataFrame, confidence: float) -> Estimate:
-    """Average the matched differences within each seed, then a t-interval over the seeds."""
-    units = per_seed(diffs)
-    return Estimate(*t_interval(units["effect"], confidence), units)
+def over_seeds(diffs: pd.DataFrame, confidence: float) -> dict[str, Estimate]:
+    """Per pair: average the differences within each seed, then a t-interval over the per-seed means."""
+    seeds = diffs.groupby(["pair.name", "seed"])["diff"].agg(effect="mean", cells="size").reset_index()
+    return {pair: Estimate(*t_interval(g["effect"].to_numpy(), confidence), g[["seed", "effect", "cells"]])
+            for pair, g in seeds.groupby("pair.name")}
 
 
 def interaction(rows: pd.DataFrame, keys: list[str], metric: str, layers: str = "prune.layers") -> pd.DataFrame:
     """acc(i) + acc(j) − acc(i, j) − acc_dense per cell and layer pair: > 0 when pruning both hurts more than the
     two single drops added (compounding). `rows` carry `dense`, the unpruned network's value of `metric`."""
     out = []
+    if metric not in rows:
+        return pd.DataFrame(columns=[*keys, "i", "j", "drop_i", "drop_j", "drop_ij", "diff"])
     for _, group in rows.assign(_cell=cell(rows, keys)).groupby("_cell"):
         acc = dict(zip(group[layers], group[metric]))
         dense = group["dense"].mean()
@@ -77,22 +77,30 @@ def rank_correlation(diffs: pd.DataFrame, by: str, against: pd.Series, confidenc
     bootstrap over seeds; n = number of levels."""
     levels = diffs.groupby(["seed", by])["diff"].mean().unstack(by)  # seed × level
     levels = levels[[c for c in levels.columns if c in against.index]]
-    units = pd.DataFrame({by: levels.columns, "effect": levels.mean().values, "against": against[levels.columns].values,
-                          "seeds": levels.notna().sum().values})
-    n = len(units)
-    if n < min_levels or levels.shape[0] < 2:
-        return Estimate(rho(units["effect"], units["against"]) if n >= 2 else np.nan, np.nan, np.nan, n, units)
-    rng = np.random.default_rng(BOOT_SEED)
-    draws = [rho(levels.iloc[rng.integers(0, len(levels), len(levels))].mean(), units["against"].values)
-             for _ in range(RESAMPLES)]
-    low, high = np.nanpercentile(draws, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return Estimate(rho(units["effect"], units["against"]), float(low), float(high), n, units)
+    units = pd.DataFrame({by: levels.columns, "effect": levels.mean().to_numpy(),
+                          "against": against[levels.columns].to_numpy(), "seeds": levels.notna().sum().to_numpy()})
+    n, effect = len(units), rho(units["effect"], units["against"])
+    if n < min_levels or len(levels) < 2:
+        return Estimate(effect, np.nan, np.nan, n, units)
+    draws = np.random.default_rng(BOOT_SEED).integers(0, len(levels), (RESAMPLES, len(levels)))
+    with np.errstate(all="ignore"):  # a resample that misses a level gives NaN there: ρ is then NaN and skipped
+        resampled = np.nanmean(levels.to_numpy()[draws], axis=1)  # resample × level
+    rhos = rows_rho(resampled, units["against"].to_numpy())
+    low, high = np.nanpercentile(rhos, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return Estimate(effect, float(low), float(high), n, units)
+
+
+def rows_rho(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman ρ of every row of x with y (ties share their mean rank); NaN for a constant row."""
+    rx, ry = stats.rankdata(x, axis=1), stats.rankdata(y)
+    rx[np.isnan(x).any(axis=1)] = np.nan
+    rx, ry = rx - rx.mean(axis=1, keepdims=True), ry - ry.mean()
+    with np.errstate(all="ignore"):
+        return (rx @ ry) / np.sqrt((rx**2).sum(axis=1) * (ry**2).sum())
 
 
 def rho(x, y) -> float:
-    """Spearman rank correlation; NaN when either side is constant."""
+    """Spearman rank correlation; NaN when either side is constant or fewer than two values are known."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = ~(np.isnan(x) | np.isnan(y))
-    if keep.sum() < 2 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
-        return np.nan
-    return float(stats.spearmanr(x[keep], y[keep]).statistic)
+    return float(rows_rho(x[keep][None], y[keep])[0]) if keep.sum() >= 2 else np.nan

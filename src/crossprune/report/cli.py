@@ -1,0 +1,76 @@
+"""The `crossprune-report` command: a study's runs → verdicts, plots and a report, in files and in MLflow."""
+
+import sys
+from functools import partial
+from pathlib import Path
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from crossprune.validate import ConfigError, first_line, one_line
+
+CONF = str(Path(__file__).resolve().parents[3] / "conf")
+COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not measurable": "magenta"}
+
+
+def report(cfg: DictConfig):
+    """Read, judge, draw, write and log; any bad input raises ConfigError before a file is written."""
+    from crossprune.report import claims, plots, runs, write  # pandas, matplotlib, mlflow: once the config is good
+
+    study = cfg.study.name if isinstance(cfg.study, DictConfig) else None  # study=x without conf/study/x.yaml
+    if not study:
+        raise ConfigError("no study: pass study=<file in conf/study> or study.name=<name>")
+    out = write.writable(Path(cfg.report.out or f"reports/{study}"))
+    store = runs.open_store(cfg.tracking)
+    table = runs.read(store, study)
+    judged = claims.judge(table, cfg.report.min_effect, cfg.report.confidence)
+    figures = plots.draw(table, judged, partial(runs.history, store), cfg.report.confidence)
+    write.files(out, study, table, judged, figures, cfg.report.min_effect, cfg.report.confidence, store)
+    run_id = write.log_run(store, out, study, cfg.report.min_effect, cfg.report.confidence)
+    return judged, out, run_id
+
+
+@hydra.main(config_path=CONF, config_name="config", version_base="1.3")
+def app(cfg: DictConfig) -> None:
+    judged, out, run_id = stop_on_bad_input(report, cfg)
+    table = Table("claim", "pair", f"effect [{cfg.report.confidence:.0%} CI]", "n", "verdict", title=f"study {cfg.study.name}")
+    for r in judged.verdicts.itertuples():
+        colour = COLOURS[r.verdict]
+        table.add_row(r.claim, r.pair, f"{r.effect:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", str(r.n), f"[{colour}]{r.verdict}[/]")
+    console = Console(width=max(Console().width, 110))
+    console.print(table)
+    console.print(f"Report: {out.resolve() / 'report.md'} (and report.html); MLflow run {run_id}")
+
+
+def stop_on_bad_input(check, *args):
+    """Run a check; a problem ends the command with one line on stderr and exit status 2."""
+    try:
+        return check(*args)
+    except ConfigError as e:
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]crossprune-report:[/] {e}", highlight=False)
+        sys.exit(2)
+
+
+def preflight(argv: list[str]) -> None:
+    """Compose the command's config once, so an unknown study file or key is one line, not Hydra's usage."""
+    args = get_args_parser().parse_args(argv)
+    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_dir:
+        return
+    try:
+        with initialize_config_dir(CONF, version_base="1.3"):
+            compose("config", overrides=list(args.overrides))
+    except MissingConfigException as e:  # e.g. study=nope: name the ones that exist
+        missing = first_line(e).removeprefix("In 'config': ")
+        raise ConfigError(f"{missing} (options: {', '.join(e.options or [])})") from e
+    except Exception as e:
+        raise ConfigError(one_line(e)) from e
+
+
+def main() -> None:
+    stop_on_bad_input(preflight, sys.argv[1:])
+    app()

@@ -1,0 +1,137 @@
+"""The report's content as blocks (heading, text, table, figure), written out as Markdown and as one HTML page."""
+
+import base64
+import html as htmlib
+import math
+
+import pandas as pd
+
+from crossprune.report.claims import CLAIMS, RULE, Judged
+from crossprune.report.plots import FIGURES_OF
+from crossprune.report.runs import config_columns
+
+REFERENCES = ["A/acc", "chance_A", "A/probe_acc_raw", "A/probe_acc_init", "B/probe_acc_raw", "B/probe_acc_init",
+              "B/fixed_head_acc", "chance_B", "dissimilarity/mmd", "dissimilarity/mmd_raw", "dissimilarity/pad"]
+COLOURS = {"supported": "#1a7f37", "refuted": "#cf222e", "inconclusive": "#9a6700", "not measurable": "#8250df"}
+
+
+def cell(value) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.3f}"
+    return "—" if value is None else str(value)
+
+
+def interval(row) -> str:
+    return f"{cell(row.effect)} [{cell(row.ci_low)}, {cell(row.ci_high)}]"
+
+
+def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str], min_effect: float,
+             confidence: float, provenance: dict[str, str]) -> list[tuple]:
+    """Verdicts, the rule, each claim with its figures and per-seed numbers, instruments, configs, provenance."""
+    v = judged.verdicts
+    verdicts = pd.DataFrame({"claim": v["claim"], "pair": v["pair"], f"effect [{confidence:.0%} CI]": v.apply(interval, axis=1),
+                             "n": v["n"], "verdict": v["verdict"]})
+    blocks = [("h", 1, f"crossprune report · {study}"), ("h", 2, "Verdicts"), ("table", verdicts),
+              ("h", 2, "The rule"), ("p", RULE),
+              ("p", f"Effects are signed so that positive is the direction the claim states. Seeds are the independent "
+                    f"units: matched differences (cells equal in every other config column) are averaged within a seed, "
+                    f"then a {confidence:.0%} t-interval is taken over the per-seed means (capacity_shift: Spearman ρ over "
+                    f"severities, {confidence:.0%} percentile bootstrap over seeds). Min effect {min_effect:g} (accuracy, "
+                    f"0–1), 0.1 for a correlation; instruments must beat their references by more than {min_effect:g}."),
+              ("h", 2, "Claims")]
+    for claim in CLAIMS:
+        rows = v[v["claim"] == claim.name]
+        if rows.empty:
+            continue
+        blocks += [("h", 3, claim.name), ("p", claim.statement)]
+        blocks += [("p", f"**{r.pair}**: {r.verdict} — effect {interval(r)}, n = {r.n}. {r.rule}") for r in rows.itertuples()]
+        kinds = FIGURES_OF.get(claim.name, FIGURES_OF.get(claim.name.split(":")[0], ()))
+        blocks += [("img", name) for name in figures if name.startswith(kinds)]
+        units = judged.units[judged.units["claim"] == claim.name].dropna(axis=1, how="all")
+        blocks += [("p", "Per-unit effects behind the verdicts:"), ("table", units.drop(columns="claim"))]
+    return blocks + instruments(table, min_effect) + configs(table) + [
+        ("h", 2, "Provenance"), ("table", pd.DataFrame(list(provenance.items()), columns=["what", "value"]))]
+
+
+def instruments(table: pd.DataFrame, min_effect: float) -> list[tuple]:
+    """train_a's references per pair and severity, and a line for every saturated instrument."""
+    train_a = table[table["stage"] == "train_a"].reindex(columns=["pair.name", "pair.severity", *REFERENCES])
+    means = train_a.groupby(["pair.name", "pair.severity"], dropna=False).mean(numeric_only=True).reset_index()
+    blocks = [("h", 2, "Instrument references (train_a, mean over seeds)"), ("table", means.dropna(axis=1, how="all"))]
+    for r in means.to_dict("records"):
+        where = r["pair.name"] + ("" if pd.isna(r["pair.severity"]) else f" severity {r['pair.severity']:g}")
+        beaten = max(r["B/probe_acc_raw"], r["B/probe_acc_init"]) if pd.notna([r["B/probe_acc_raw"], r["B/probe_acc_init"]]).all() else math.nan
+        checks = [  # (instrument, its value, what it must beat, consequence)
+            ("train_a B/fixed_head_acc", r["B/fixed_head_acc"], beaten, "max(B/probe_acc_raw, B/probe_acc_init)",
+             "capacity claims there are not measurable"),
+            ("train_a A/acc", r["A/acc"], r["chance_A"], "chance", "hierarchy and sanity there are not measurable"),
+        ]
+        for name, value, ref, ref_name, consequence in checks:
+            if pd.isna(value) or pd.isna(ref):
+                blocks.append(("p", f"**Instrument not logged — {where}:** {name} or {ref_name} is missing."))
+            elif not value - ref > min_effect:
+                blocks.append(("p", f"**Saturated instrument — {where}:** {name} {cell(value)} does not beat {ref_name} = "
+                                    f"{cell(ref)} by more than {min_effect:g}; {consequence}."))
+    return blocks
+
+
+def configs(table: pd.DataFrame) -> list[tuple]:
+    """Which config columns the study swept (with their values) and which it held fixed."""
+    parents = table.drop_duplicates("parent_id")[[*config_columns(table), "order"]]
+    values = {c: sorted(parents[c].map(cell).unique()) for c in parents}
+    swept = pd.DataFrame([(c, ", ".join(v)) for c, v in values.items() if len(v) > 1], columns=["column", "values"])
+    fixed = pd.DataFrame([(c, v[0]) for c, v in values.items() if len(v) == 1], columns=["column", "value"])
+    return [("h", 2, f"Configs ({len(parents)} pipeline runs)"), ("p", "Swept:"), ("table", swept), ("p", "Fixed:"), ("table", fixed)]
+
+
+def markdown(blocks: list[tuple]) -> str:
+    return "\n\n".join(MD[b[0]](*b[1:]) for b in blocks) + "\n"
+
+
+def md_table(frame: pd.DataFrame) -> str:
+    rows = [[cell(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) if len(frame.columns) else "(none)"
+
+
+MD = {
+    "h": lambda level, text: "#" * level + " " + text,
+    "p": lambda text: text,
+    "table": md_table,
+    "img": lambda name: f"![{name}]({name}.png)",
+}
+
+
+def html(blocks: list[tuple], images: dict[str, bytes], title: str) -> str:
+    """One self-contained page: the same blocks, figures inline as base64 PNGs."""
+    body = "\n".join(HTML[b[0]](*b[1:], images=images) for b in blocks)
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{htmlib.escape(title)}</title><style>{CSS}</style>"
+            f"</head><body>\n{body}\n</body></html>\n")
+
+
+def html_table(frame: pd.DataFrame, images=None) -> str:
+    head = "".join(f"<th>{htmlib.escape(str(c))}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(html_cell(v) for v in row) + "</tr>" for row in frame.itertuples(index=False))
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def html_cell(value) -> str:
+    colour = COLOURS.get(value) if isinstance(value, str) else None
+    style = f" style='color:{colour};font-weight:bold'" if colour else ""
+    return f"<td{style}>{htmlib.escape(cell(value))}</td>"
+
+
+def bold(text: str) -> str:
+    parts = htmlib.escape(text).split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+
+HTML = {
+    "h": lambda level, text, images: f"<h{level}>{htmlib.escape(text)}</h{level}>",
+    "p": lambda text, images: f"<p>{bold(text)}</p>",
+    "table": html_table,
+    "img": lambda name, images: f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(images[name]).decode()}'>",
+}
+CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
+       "img{max-width:100%;display:block;margin:1em 0}")

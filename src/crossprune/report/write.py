@@ -1,0 +1,87 @@
+"""The report's files (tables, figures, Markdown, HTML) and the MLflow `report` run that keeps them."""
+
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.entities import RunStatus
+
+from crossprune.report import render
+from crossprune.report.claims import Judged
+from crossprune.report.runs import Store
+from crossprune.validate import ConfigError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def writable(out: Path) -> Path:
+    """`out` if the report's files can go there; checked before anything is read or written."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"report.out={out} is a file, not a folder")
+    existing = next(p for p in [out, *out.parents] if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"report.out={out} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"report.out={out} is not writable")
+    return out
+
+
+def git() -> dict[str, str]:
+    """The commit the report was made at, and whether the checkout had changes (tolerates no git)."""
+    def ask(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = ask("rev-parse", "HEAD")
+    status = ask("status", "--porcelain")
+    return {"git commit": commit or "unknown (no git)", "git dirty": "unknown" if status is None else str(bool(status)).lower()}
+
+
+def files(out: Path, study: str, table: pd.DataFrame, judged: Judged, figures: dict[str, Figure],
+          min_effect: float, confidence: float, store: Store) -> list[Path]:
+    """runs.csv, verdicts.csv, effects.csv, one PNG per figure, report.md and report.html, in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    images = {name: png(fig) for name, fig in figures.items()}
+    for name, data in images.items():
+        (out / f"{name}.png").write_bytes(data)
+    csv(table).to_csv(out / "runs.csv", index=False)
+    judged.verdicts.to_csv(out / "verdicts.csv", index=False)
+    csv(judged.units).to_csv(out / "effects.csv", index=False)
+    provenance = {"study": study, "store": store.uri, "experiment id": store.experiment_id, **git()}
+    blocks = render.document(study, table, judged, list(images), min_effect, confidence, provenance)
+    (out / "report.md").write_text(render.markdown(blocks))
+    (out / "report.html").write_text(render.html(blocks, images, f"crossprune report · {study}"))
+    return sorted(out.iterdir())
+
+
+def png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """Tuples (parsed lists) back to the list repr they were logged as."""
+    return frame.apply(lambda col: col.map(lambda v: repr(list(v)) if isinstance(v, tuple) else v))
+
+
+def log_run(store: Store, out: Path, study: str, min_effect: float, confidence: float) -> str:
+    """A `report` run in the study's experiment holding every file of the report; returns its id."""
+    client = store.client
+    tags = {"crossprune.stage": "report", "crossprune.study": study}
+    run = client.create_run(store.experiment_id, run_name=f"report · {study}", tags=tags)
+    try:
+        client.log_param(run.info.run_id, "report.min_effect", min_effect)
+        client.log_param(run.info.run_id, "report.confidence", confidence)
+        client.log_artifacts(run.info.run_id, str(out))
+    except BaseException:
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

@@ -1,0 +1,51 @@
+"""What the terminal shows: one table per pipeline run, or one table for a whole sweep."""
+
+import mlflow
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from crossprune import tracking
+
+STAGE_METRICS = ("A/acc", "A/fixed_head_acc", "B/acc", "B/fixed_head_acc", "sparsity")
+SWEEP_METRICS = ("prune/A/acc", "prune/B/fixed_head_acc", "prune/mask_iou_AB", "finetune_b/B/acc", "scratch_b_dense/B/acc")
+NOT_SWEPT = ("study.", "tracking.", "summary", "hydra")  # never what a reader compares points by
+
+
+def console() -> Console:
+    return Console(width=max(Console().width, 110))
+
+
+def print_pipeline(cfg: DictConfig, results: list) -> None:
+    table = Table("stage", "run", *STAGE_METRICS, title=f"{cfg.pair.name} · {cfg.criterion.name} · sparsity {cfg.prune.sparsity}")
+    for r in results:
+        cells = [f"{r.metrics[m]:.3f}" if m in r.metrics else "—" for m in STAGE_METRICS]
+        table.add_row(r.stage, r.run_id[:8] + (" (cached)" if r.cached else ""), *cells)
+    console().print(table)
+    console().print(f"Open the MLflow UI:  {ui_hint(cfg.tracking.uri)}")
+
+
+def print_sweep(cfg: DictConfig, sweep: str, since_ms: int) -> None:
+    """The sweep's parent runs, one row each: the config values that differ between them, then key metrics."""
+    tracking.connect(cfg.tracking)
+    runs = mlflow.search_runs(
+        filter_string=f"tags.`crossprune.sweep` = '{sweep}' and attributes.start_time >= {since_ms}",
+        order_by=["attributes.start_time ASC"], output_format="list", max_results=50_000,
+    )
+    if not runs:
+        return
+    keys = sorted({k for r in runs for k in r.data.params if not k.startswith(NOT_SWEPT)})
+    swept = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+    metrics = [m for m in SWEEP_METRICS if any(m in r.data.metrics for r in runs)]
+    headers = [m.replace("/", "\n", 1) for m in metrics]  # stage over metric: narrow columns stay readable
+    table = Table(*[k.removesuffix(".name") for k in swept], *headers, title=f"{len(runs)} points · {sweep}")
+    for r in runs:
+        cells = [f"{r.data.metrics[m]:.3f}" if m in r.data.metrics else "—" for m in metrics]
+        table.add_row(*[r.data.params.get(k, "—") for k in swept], *cells)
+    console().print(table)
+    console().print(f"Open the MLflow UI:  {ui_hint(cfg.tracking.uri)}")
+
+
+def ui_hint(uri: str) -> str:
+    """The command that shows this store: `mlflow ui` for a local database, the server's own address otherwise."""
+    return f"open {uri}" if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"

@@ -1,0 +1,35 @@
+"""Studies as sweeps: the jobs of a union of grids, and the one table printed when a sweep ends."""
+
+import time
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+def study_jobs(params: dict, grids: dict, arguments: list[str], parser: OverridesParser | None = None) -> list[list[str]]:
+    """Every job's overrides: each grid of `study.grids` crossed with hydra.sweeper.params, the command line winning
+    over both (so it changes or narrows a study); one grid of the params alone when there are no grids."""
+    parser = parser or OverridesParser.create()
+    jobs, seen = [], set()
+    for grid in list(grids.values()) or [{}]:
+        values = {**params, **grid}
+        parsed = parser.parse_overrides([f"{k}={v}" for k, v in values.items()] + list(arguments))
+        for job in BasicSweeper.split_arguments(parsed, None)[0]:
+            if frozenset(job) not in seen:  # grids may share points: each runs once
+                seen.add(frozenset(job))
+                jobs.append(job)
+    return jobs
+
+
+class SweepTable(Callback):
+    """At the end of a multirun, one table of its points (the values that vary as columns) instead of one per job."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.started_ms = int(time.time() * 1000)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from crossprune.summary import print_sweep  # mlflow and rich only once a sweep has run
+
+        print_sweep(config, config.hydra.sweep.dir, self.started_ms)

@@ -1,0 +1,33 @@
+"""`hydra/sweeper=study`: Hydra's basic sweeper over a union of grids (Hydra finds sweepers only in hydra_plugins)."""
+
+from dataclasses import dataclass
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from crossprune.sweeper import study_jobs
+
+
+@dataclass
+class StudySweeperConf:
+    _target_: str = "hydra_plugins.crossprune_sweeper.study_sweeper.StudySweeper"
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="study", node=StudySweeperConf, provider="crossprune")
+
+
+class StudySweeper(BasicSweeper):
+    """The basic sweeper, plus `study.grids`: a study may hold arms that are not one product of values."""
+
+    def sweep(self, arguments: list[str]):
+        grids = OmegaConf.to_container(self.config.study.grids) if self.config.study.get("grids") else {}
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        self.jobs = study_jobs(dict(self.params), grids, arguments, parser)
+        return super().sweep(arguments)
+
+    def split_arguments(self, overrides, max_batch_size):  # the basic sweeper asks for its batches here
+        return list(self.split_overrides_to_chunks(self.jobs, max_batch_size))
