@@ -104,11 +104,13 @@ def instrument_references(dense: nn.Module, untrained: nn.Module, pair: Pair, pr
     """What the instruments must beat and how far apart A and B are (train_a only).
 
     `probe_acc_raw` (a probe on raw inputs) and `probe_acc_init` (on an untrained network) say when a probe or a
-    fixed head is saturated; `dissimilarity/mmd` (dense features), `mmd_raw` (inputs) and `pad` (proxy A-distance).
+    fixed head is saturated, `chance` (always the test split's most frequent class) when a head is at chance;
+    `dissimilarity/mmd` (dense features), `mmd_raw` (inputs) and `pad` (proxy A-distance).
     """
     dense.eval(), untrained.eval()
     metrics = {}
     for tag in TAGS:
+        metrics[f"{tag}/chance"] = float(pair[tag].test.y.bincount().max() / len(pair[tag].test.y))
         metrics[f"{tag}/probe_acc_raw"] = probe_accuracy(lambda x: x.flatten(1), pair[tag], probe)
         metrics[f"{tag}/probe_acc_init"] = probe_accuracy(untrained.features, pair[tag], probe)
     a, b = pair.a.test.x, pair.b.test.x

@@ -11,13 +11,16 @@ from crossprune.data.shifts import check_severity
 
 # Generator arguments at severity 1; severity s moves each linearly from MNIST-1D's default (severity 0) towards it.
 #   scale_coeff       0.4  → 0.8    amplitude × 1 ± c/2: still positive (valid while c < 2)
-#   corr_noise_scale  0.25 → 0.75   smooth noise filling the padding around the digit
+#   corr_noise_scale  0.25 → 0.5    smooth noise filling the padding around the digit; at 0.75 it looks like digits
+#                                   (alone it left a CNN1d trained at defaults at 19%, against 57% at 0.5)
 #   iid_noise_scale   0.02 → 0.10   white noise on every position
 #   shear_scale       0.75 → 1.5    a linear trend of slope up to ±c/2 across the signal
+# Together, a CNN1d trained at defaults (96% there) scores 82/62/35% at severity 0.25/0.5/1, and one trained on B
+# 69/45% at 0.5/1: B gets harder as well as different.
 # Each only scales a random draw, so every severity consumes the same random stream: B's row i is A's row i (same
 # digit, padding, offset and noise draws) with the nuisances turned up. max_translation (48 of 72 positions) stays:
 # its draw is rejection-sampled, so another value would desynchronise the stream from that row on.
-SEVERE = {"scale_coeff": 0.8, "corr_noise_scale": 0.75, "iid_noise_scale": 0.1, "shear_scale": 1.5}
+SEVERE = {"scale_coeff": 0.8, "corr_noise_scale": 0.5, "iid_noise_scale": 0.1, "shear_scale": 1.5}
 
 
 @lru_cache(maxsize=16)  # a draw of 5000 takes ~4 s; a pair's A and B often share one

@@ -11,8 +11,8 @@ class CNN1d(nn.Module):
         blocks: list[nn.Module] = []
         for c_in, c_out in zip(widths, widths[1:]):
             blocks += [nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2), nn.ReLU()]
-        # MNIST-1D digits sit at a random offset, so a max over positions finds them anywhere; on its 10 classes it
-        # beat pooling between blocks, a flatten, and a global average (measured: ~96% vs 92%, 89%, 86%).
+        # MNIST-1D digits sit at a random offset, so a max over positions finds them anywhere. Measured on its 10
+        # classes: 96% test accuracy, against 92% with pooling between blocks, <=92% flattened and 86% averaged.
         blocks += [nn.AdaptiveMaxPool1d(1), nn.Flatten()]
         self.layers = nn.Sequential(*blocks)
         self.head = nn.Linear(widths[-1], num_classes)

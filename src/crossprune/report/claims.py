@@ -1,7 +1,7 @@
 """The claims as data (arms, metric, instrument, minimum effect), estimated from the runs and judged by ONE rule."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -67,9 +67,9 @@ def across_severities(claim, diffs, table, confidence) -> dict[str, Estimate]:
         return {}
     train_a = table[(table["stage"] == "train_a") & table["pair.name"].isin(diffs["pair.name"])]
     mmd = train_a.groupby(["pair.name", "pair.severity"])["dissimilarity/mmd"].mean() if "dissimilarity/mmd" in table else None
-    return {pair: stats.rank_correlation(d, "pair.severity", mmd.xs(pair) if mmd is not None else pd.Series(dtype=float),
-                                         confidence, claim.min_n)
-            for pair, d in diffs.groupby("pair.name")}
+    out = {pair: stats.rank_correlation(d, "pair.severity", mmd.xs(pair) if mmd is not None else pd.Series(dtype=float),
+                                        confidence, claim.min_n) for pair, d in diffs.groupby("pair.name")}
+    return {pair: replace(e, units=e.units.rename(columns={"against": "dissimilarity/mmd"})) for pair, e in out.items()}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The `crossprune-report` command: a study's runs → verdicts, plots and a report, in files and in MLflow."""
 
+import math
 import sys
 from functools import partial
 from pathlib import Path
@@ -30,8 +31,8 @@ def report(cfg: DictConfig):
     table = runs.read(store, study)
     judged = claims.judge(table, cfg.report.min_effect, cfg.report.confidence)
     figures = plots.draw(table, judged, partial(runs.history, store), cfg.report.confidence)
-    write.files(out, study, table, judged, figures, cfg.report.min_effect, cfg.report.confidence, store)
-    run_id = write.log_run(store, out, study, cfg.report.min_effect, cfg.report.confidence)
+    paths = write.files(out, study, table, judged, figures, cfg.report.min_effect, cfg.report.confidence, store)
+    run_id = write.log_run(store, paths, study, cfg.report.min_effect, cfg.report.confidence)
     return judged, out, run_id
 
 
@@ -41,10 +42,15 @@ def app(cfg: DictConfig) -> None:
     table = Table("claim", "pair", f"effect [{cfg.report.confidence:.0%} CI]", "n", "verdict", title=f"study {cfg.study.name}")
     for r in judged.verdicts.itertuples():
         colour = COLOURS[r.verdict]
-        table.add_row(r.claim, r.pair, f"{r.effect:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", str(r.n), f"[{colour}]{r.verdict}[/]")
+        effect = f"{signed(r.effect)} [{signed(r.ci_low)}, {signed(r.ci_high)}]"
+        table.add_row(r.claim, r.pair, effect, str(r.n), f"[{colour}]{r.verdict}[/]")
     console = Console(width=max(Console().width, 110))
     console.print(table)
     console.print(f"Report: {out.resolve() / 'report.md'} (and report.html); MLflow run {run_id}")
+
+
+def signed(x: float) -> str:
+    return "—" if math.isnan(x) else f"{x:+.3f}"  # NaN: no interval (n too small)
 
 
 def stop_on_bad_input(check, *args):

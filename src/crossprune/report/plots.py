@@ -1,5 +1,6 @@
 """The report's figures (matplotlib, Agg): one function per plot, each skipped when its runs are absent."""
 
+import textwrap
 from collections.abc import Callable
 
 import matplotlib
@@ -8,6 +9,7 @@ matplotlib.use("Agg")  # files only, never a window
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from crossprune.report import stats
 from crossprune.report.claims import Arm, Judged, anything, reference, select, unlike
@@ -26,15 +28,41 @@ def band(ax, data: pd.DataFrame, x: str, y: str, label: str, confidence: float, 
         return
     rows = [(at, *stats.t_interval(g[y], confidence)[:3]) for at, g in per_seed.groupby(x)]
     at, mean, low, high = map(np.asarray, zip(*rows))
+    low, high = np.where(np.isnan(low), mean, low), np.where(np.isnan(high), mean, high)  # one seed: no interval
     line = ax.plot(at, mean, marker="o", label=label, **style)[0]
-    ax.fill_between(at, np.where(np.isnan(low), mean, low), np.where(np.isnan(high), mean, high), alpha=0.2, color=line.get_color())
+    if len(at) == 1:  # a band needs two x values: show the interval as an error bar
+        ax.errorbar(at, mean, yerr=[mean - low, high - mean], color=line.get_color(), capsize=4)
+    else:
+        ax.fill_between(at, low, high, alpha=0.2, color=line.get_color())
 
 
 def grid(n: int, title: str, width: float = 4.5) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width * n, 3.8), layout="constrained")
+    """A row of n panels under a title wrapped to the figure's width."""
+    size = max(width * n, 7.0)
+    fig = Figure(figsize=(size, 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n)).tolist()
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, int(size * 11)), fontsize="medium")
     return fig, axes
+
+
+def legend(axes: list, each: bool = False) -> None:
+    """The panels' shared lines in one legend beside the figure (off the data), or one legend per panel."""
+    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    if each:
+        for ax in labelled:
+            ax.legend(fontsize="small")
+    elif labelled:
+        labelled[0].figure.legend(*labelled[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+
+
+def unit_scale(ax) -> None:
+    """Accuracies, IoU and CKA live in [0, 1]: an interval past that says only that n is small."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, -0.02), min(high, 1.02))
+
+
+def scored(criterion: str, data: str) -> str:
+    return f"{criterion} · " + ("data-free" if data == "none" else f"scored on {data}")
 
 
 def sparsity(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
@@ -46,11 +74,15 @@ def sparsity(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
             continue
         fig, axes = grid(len(panels), f"{pair}: after pruning, before fine-tuning (mean ± {confidence:.0%} CI over seeds)")
         for ax, metric in zip(axes, panels):
-            for (criterion, data, control), g in rows.groupby(["criterion.name", "score_data", "control.name"]):
-                label = f"{criterion} · scored on {data}" + ("" if control == "none" else f" · {control}")
+            lines = rows if "pair.severity" in rows else rows.assign(**{"pair.severity": np.nan})  # a pair may have none
+            for (criterion, data, control, severity), g in lines.groupby(
+                    ["criterion.name", "score_data", "control.name", "pair.severity"], dropna=False):
+                label = scored(criterion, data) + ("" if control == "none" else f" · {control}")
+                label += "" if pd.isna(severity) else f" · severity {severity:g}"
                 band(ax, g, "prune.sparsity", metric, label, confidence, linestyle="-" if control == "none" else "--")
             ax.set(title=metric, xlabel=SPARSITY, ylabel=ACC)
-        axes[-1].legend(fontsize="small")
+            unit_scale(ax)
+        legend(axes)
         out[f"sparsity_{pair}"] = fig
     return out
 
@@ -63,9 +95,9 @@ def capacity_vs_mmd(judged: Judged, confidence: float) -> dict[str, Figure]:
     fig, [ax] = grid(1, "", width=6)
     titles = []
     for pair, g in units.groupby("pair"):
-        ax.plot(g["against"], g["effect"], marker="o", label=pair)
+        ax.plot(g["dissimilarity/mmd"], g["effect"], marker="o", label=pair)
         for _, u in g.iterrows():
-            ax.annotate(f"severity {u['pair.severity']:g}", (u["against"], u["effect"]), fontsize="x-small")
+            ax.annotate(f"severity {u['pair.severity']:g}", (u["dissimilarity/mmd"], u["effect"]), fontsize="x-small")
         row = judged.verdicts[(judged.verdicts["claim"] == "capacity_shift") & (judged.verdicts["pair"] == pair)].iloc[0]
         titles.append(f"{pair}: Spearman ρ = {row.effect:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]")
     ax.axhline(0, color="grey", lw=0.8)
@@ -83,9 +115,10 @@ def layers(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
     keys = [c for c in design_columns(table) if c != "prune.layers"]
     for pair, p in rows.groupby("pair.name"):
         sparsities = sorted(p["prune.sparsity"].unique())
-        fig = Figure(figsize=(9, 3.8 * len(sparsities)), layout="constrained")
-        fig.suptitle(f"{pair}: accuracy drop from dense, one layer pruned (diagonal); "
-                     "interaction drop(i,j) − drop(i) − drop(j) (off-diagonal; > 0 compounds)", fontsize="medium")
+        fig = Figure(figsize=(10, 4.2 * len(sparsities)), layout="constrained")
+        fig.suptitle(textwrap.fill(f"{pair}: diagonal = accuracy drop from dense with that layer pruned alone; off-diagonal "
+                                   "= interaction drop(i,j) − drop(i) − drop(j) (> 0: the layers compound). Means over seeds.",
+                                   110), fontsize="medium")
         axes = np.atleast_2d(fig.subplots(len(sparsities), 2))
         for row_axes, s in zip(axes, sparsities):
             for ax, metric in zip(row_axes, ("A/acc", "B/fixed_head_acc")):
@@ -95,6 +128,7 @@ def layers(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
 
 
 def heat(ax, table: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metric: str, title: str) -> None:
+    """One layer × layer panel of `metric`: single-layer drops on the diagonal, pair interactions off it."""
     if rows.get(metric, pd.Series()).isna().all():
         ax.set_axis_off()
         ax.set_title(f"{title}: not logged")
@@ -113,7 +147,7 @@ def heat(ax, table: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metric: s
     for (a, b), v in np.ndenumerate(matrix):
         if not np.isnan(v):
             ax.text(b, a, f"{v:.3f}", ha="center", va="center", fontsize="small")
-    ax.figure.colorbar(image, ax=ax, label="accuracy (0–1)")
+    ax.figure.colorbar(image, ax=ax, label="accuracy difference (0–1 scale)")
 
 
 def curves(table: pd.DataFrame, fetch: Callable, confidence: float) -> dict[str, Figure]:
@@ -136,7 +170,9 @@ def curves(table: pd.DataFrame, fetch: Callable, confidence: float) -> dict[str,
             for (stage, criterion), g in at[at["stage"] != "scratch_b_dense"].groupby(["stage", "criterion.name"]):
                 band(ax, g, "epoch", "val/acc", f"{stage} · {criterion}", confidence, linestyle="-" if stage == "finetune_b" else ":")
             ax.set(title=f"sparsity {s:g}", xlabel="epoch", ylabel=f"B val/acc, {ACC}")
-        axes[-1].legend(fontsize="small")
+            unit_scale(ax)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        legend(axes)
         out[f"curves_{pair}"] = fig
     return out
 
@@ -144,7 +180,8 @@ def curves(table: pd.DataFrame, fetch: Callable, confidence: float) -> dict[str,
 def mask_iou(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
     """How far masks scored on A and on B agree (IoU of kept weights), per criterion."""
     rows = select(table, Arm("prune", WHOLE))
-    if rows.get("mask_iou_AB", pd.Series()).notna().sum() == 0:
+    rows = rows[rows["mask_iou_AB"].notna()] if "mask_iou_AB" in rows else rows.iloc[:0]
+    if rows.empty:
         return {}
     pairs = sorted(rows["pair.name"].unique())
     fig, axes = grid(len(pairs), f"Mask agreement, A-scored vs B-scored (mean ± {confidence:.0%} CI over seeds)")
@@ -152,7 +189,8 @@ def mask_iou(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
         for criterion, g in p.groupby("criterion.name"):
             band(ax, g, "prune.sparsity", "mask_iou_AB", criterion, confidence)
         ax.set(title=pair, xlabel=SPARSITY, ylabel="IoU of kept weights (0–1)")
-    axes[-1].legend(fontsize="small")
+        unit_scale(ax)
+    legend(axes, each=True)
     return {"mask_iou": fig}
 
 
@@ -172,7 +210,8 @@ def cka(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
                 band(ax, g, "depth", "cka", f"{stage} · sparsity {s:g}", confidence, linestyle="-" if stage == "prune" else "--")
             ax.set(title=f"on {side}", xticks=range(len(columns)), xticklabels=[c.split("/cka/")[1] for c in columns],
                    xlabel="layer", ylabel="linear CKA (0–1)")
-        axes[-1].legend(fontsize="small")
+            unit_scale(ax)
+        legend(axes)
         out[f"cka_{pair}"] = fig
     return out
 

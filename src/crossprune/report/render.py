@@ -16,9 +16,16 @@ COLOURS = {"supported": "#1a7f37", "refuted": "#cf222e", "inconclusive": "#9a670
 
 
 def cell(value) -> str:
-    if isinstance(value, float):
-        return "—" if math.isnan(value) else f"{value:.3f}"
-    return "—" if value is None else str(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "—"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def plain(value) -> str:
+    """A config value as it was written: lists as lists, numbers without padding."""
+    if isinstance(value, tuple):
+        return repr(list(value))
+    return f"{value:g}" if isinstance(value, float) and not math.isnan(value) else cell(value)
 
 
 def interval(row) -> str:
@@ -29,16 +36,19 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
              confidence: float, provenance: dict[str, str]) -> list[tuple]:
     """Verdicts, the rule, each claim with its figures and per-seed numbers, instruments, configs, provenance."""
     v = judged.verdicts
-    verdicts = pd.DataFrame({"claim": v["claim"], "pair": v["pair"], f"effect [{confidence:.0%} CI]": v.apply(interval, axis=1),
+    verdicts = pd.DataFrame({"claim": v["claim"], "pair": v["pair"], f"effect [{confidence:.0%} CI]": [interval(r) for r in v.itertuples()],
                              "n": v["n"], "verdict": v["verdict"]})
+    own = ", ".join(f"{c.name} {c.min_effect:g}" for c in CLAIMS if c.min_effect is not None)  # e.g. a correlation
     blocks = [("h", 1, f"crossprune report · {study}"), ("h", 2, "Verdicts"), ("table", verdicts),
               ("h", 2, "The rule"), ("p", RULE),
               ("p", f"Effects are signed so that positive is the direction the claim states. Seeds are the independent "
                     f"units: matched differences (cells equal in every other config column) are averaged within a seed, "
                     f"then a {confidence:.0%} t-interval is taken over the per-seed means (capacity_shift: Spearman ρ over "
                     f"severities, {confidence:.0%} percentile bootstrap over seeds). Min effect {min_effect:g} (accuracy, "
-                    f"0–1), 0.1 for a correlation; instruments must beat their references by more than {min_effect:g}."),
+                    f"0–1) except {own}; instruments must beat their references by more than {min_effect:g}."),
               ("h", 2, "Claims")]
+    if v.empty:
+        blocks.append(("p", "No claim has both of its arms in this study's runs (see the configs below)."))
     for claim in CLAIMS:
         rows = v[v["claim"] == claim.name]
         if rows.empty:
@@ -46,11 +56,17 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
         blocks += [("h", 3, claim.name), ("p", claim.statement)]
         blocks += [("p", f"**{r.pair}**: {r.verdict} — effect {interval(r)}, n = {r.n}. {r.rule}") for r in rows.itertuples()]
         kinds = FIGURES_OF.get(claim.name, FIGURES_OF.get(claim.name.split(":")[0], ()))
-        blocks += [("img", name) for name in figures if name.startswith(kinds)]
+        blocks += [("img", name) for name in figures if shows(name, kinds, set(rows["pair"]))]
         units = judged.units[judged.units["claim"] == claim.name].dropna(axis=1, how="all")
+        units = units.astype({c: int for c in ("seed", "cells", "seeds") if c in units})  # NaN-free here: counts again
         blocks += [("p", "Per-unit effects behind the verdicts:"), ("table", units.drop(columns="claim"))]
     return blocks + instruments(table, min_effect) + configs(table) + [
         ("h", 2, "Provenance"), ("table", pd.DataFrame(list(provenance.items()), columns=["what", "value"]))]
+
+
+def shows(figure: str, kinds: tuple[str, ...], pairs: set[str]) -> bool:
+    """A claim's section shows its kinds of figure: the study-wide ones, and those of the pairs it has rows for."""
+    return figure in kinds or any(figure == f"{kind}_{pair}" for kind in kinds for pair in pairs)
 
 
 def instruments(table: pd.DataFrame, min_effect: float) -> list[tuple]:
@@ -78,7 +94,7 @@ def instruments(table: pd.DataFrame, min_effect: float) -> list[tuple]:
 def configs(table: pd.DataFrame) -> list[tuple]:
     """Which config columns the study swept (with their values) and which it held fixed."""
     parents = table.drop_duplicates("parent_id")[[*config_columns(table), "order"]]
-    values = {c: sorted(parents[c].map(cell).unique()) for c in parents}
+    values = {c: sorted(parents[c].map(plain).unique()) for c in parents}
     swept = pd.DataFrame([(c, ", ".join(v)) for c, v in values.items() if len(v) > 1], columns=["column", "values"])
     fixed = pd.DataFrame([(c, v[0]) for c, v in values.items() if len(v) == 1], columns=["column", "value"])
     return [("h", 2, f"Configs ({len(parents)} pipeline runs)"), ("p", "Swept:"), ("table", swept), ("p", "Fixed:"), ("table", fixed)]

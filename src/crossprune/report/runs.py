@@ -103,7 +103,8 @@ def stage_rows(run, config: dict) -> list[dict]:
         "run_id": None, "parent_id": run.info.run_id,
         "score_data": tags.get("crossprune.score_data", config.get("score.data")),
         "order": tags.get("crossprune.order", config.get("order")),
-        "chance_A": chance(config, "a"), "chance_B": chance(config, "b"),
+        "chance_A": metrics.get("train_a/A/chance", chance(config, "a")),  # logged by train_a; older runs: 1/classes
+        "chance_B": metrics.get("train_a/B/chance", chance(config, "b")),
     }
     return [
         {**config, **identity, "stage": stage, "run_id": tags.get(RUN_TAG + stage),

@@ -57,7 +57,7 @@ def files(out: Path, study: str, table: pd.DataFrame, judged: Judged, figures: d
     blocks = render.document(study, table, judged, list(images), min_effect, confidence, provenance)
     (out / "report.md").write_text(render.markdown(blocks))
     (out / "report.html").write_text(render.html(blocks, images, f"crossprune report · {study}"))
-    return sorted(out.iterdir())
+    return [out / name for name in ("runs.csv", "verdicts.csv", "effects.csv", *(f"{n}.png" for n in images), "report.md", "report.html")]
 
 
 def png(fig: Figure) -> bytes:
@@ -71,15 +71,16 @@ def csv(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda col: col.map(lambda v: repr(list(v)) if isinstance(v, tuple) else v))
 
 
-def log_run(store: Store, out: Path, study: str, min_effect: float, confidence: float) -> str:
-    """A `report` run in the study's experiment holding every file of the report; returns its id."""
+def log_run(store: Store, paths: list[Path], study: str, min_effect: float, confidence: float) -> str:
+    """A `report` run in the study's experiment holding the files this report wrote; returns its id."""
     client = store.client
     tags = {"crossprune.stage": "report", "crossprune.study": study}
     run = client.create_run(store.experiment_id, run_name=f"report · {study}", tags=tags)
     try:
         client.log_param(run.info.run_id, "report.min_effect", min_effect)
         client.log_param(run.info.run_id, "report.confidence", confidence)
-        client.log_artifacts(run.info.run_id, str(out))
+        for path in paths:  # not the whole folder: files of an earlier report there are not this one's
+            client.log_artifact(run.info.run_id, str(path))
     except BaseException:
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
         raise
