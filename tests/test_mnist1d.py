@@ -18,7 +18,7 @@ from crossprune.scoring import compute_scores
 
 SPLITS = ("train", "val", "test")
 SMALL = 1000  # signals per draw in tests: ~1 s each, where the default 5000 take ~4 s
-SMALL_PAIR = [f"+pair.a.num_samples={SMALL}", f"+pair.b.num_samples={SMALL}"]
+SMALL_PAIR = [f"pair.num_samples={SMALL}"]
 CRITERIA = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "criterion").glob("*.yaml"))
 
 

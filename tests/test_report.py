@@ -17,7 +17,7 @@ from scipy import stats as scipy_stats
 from crossprune.report import claims, plots, runs, stats
 from crossprune.report.cli import report
 from crossprune.tracking import flat_params
-from crossprune.validate import ConfigError
+from crossprune.errors import ConfigError
 
 CLI = str(Path(sys.executable).with_name("crossprune-report"))
 STUDY = "synthetic"
@@ -212,14 +212,23 @@ def test_t_interval_covers_the_true_mean_at_its_nominal_rate():
     assert 0.93 <= np.mean(hits) <= 0.97
 
 
-def test_bootstrap_correlation_of_capacity_with_dissimilarity(memory):
-    """Capacity grows with severity, as does mmd: ρ = 1 over 3 severities, supported; the pooled capacity too."""
+def test_capacity_grows_with_dissimilarity_in_every_seed(memory):
+    """Capacity grows with severity, as does mmd: ρ = 1 in each of 5 seeds, supported; the pooled capacity too."""
     row = memory.verdicts.loc[("capacity_shift", "p_shift")]
-    assert (row.effect, row.ci_low, row.ci_high, row.n, row.verdict) == (1.0, 1.0, 1.0, 3, "supported")
-    units = memory.judged.units.query("claim == 'capacity_shift'")
-    assert np.allclose(units["effect"], [0.1 * s + OFFSETS.mean() / 10 for s in SEVERITY_MMD])
-    assert list(units["dissimilarity/mmd"]) == list(SEVERITY_MMD.values())
+    assert (row.effect, row.ci_low, row.ci_high, row.n, row.verdict) == (1.0, 1.0, 1.0, len(SEEDS), "supported")
+    units = memory.judged.units.query("claim == 'capacity_shift'").sort_values(["seed", "pair.severity"])
+    want = [0.1 * s + o / 10 for o in OFFSETS for s in SEVERITY_MMD]
+    assert np.allclose(units["effect"], want) and (units["rho"] == 1).all()
+    assert list(units["against"]) == list(SEVERITY_MMD.values()) * len(SEEDS)
     assert memory.verdicts.loc[("capacity", "p_shift")].effect == pytest.approx(0.05 + OFFSETS.mean() / 10)
+
+
+def test_capacity_shift_needs_three_severities_per_seed():
+    """Two severities give no rank correlation worth the name: no interval, inconclusive."""
+    levels = pd.DataFrame({"seed": [0, 0, 1, 1], "pair.severity": [0.0, 1.0] * 2, "diff": [0.0, 0.1, 0.0, 0.2]})
+    against = pd.Series([0.0, 1.0] * 2, index=pd.MultiIndex.from_frame(levels[["seed", "pair.severity"]]))
+    est = stats.rank_correlation(levels, "pair.severity", against, 0.95, 3)
+    assert est.n == 0 and np.isnan(est.low)
 
 
 def test_hierarchy_interaction_is_pair_drop_minus_single_drops(memory):

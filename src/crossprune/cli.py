@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from crossprune.sweeper import study_jobs
-from crossprune.validate import ConfigError, first_line, one_line, validate
+from crossprune.errors import ConfigError, first_line, one_line
+from crossprune.validate import validate
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -26,7 +27,8 @@ def app(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
     pair = stop_on_bad_input(validate, cfg)
-    results = stop_on_bad_input(pipeline.run, cfg, pair, sweep)  # e.g. a global mask that empties a layer
+    overrides = list(hydra_cfg.overrides.task)  # the job's own overrides: what a sweep varies
+    results = stop_on_bad_input(pipeline.run, cfg, pair, sweep, overrides)  # e.g. a global mask that empties a layer
     if sweep is None:  # a sweep prints one table for all its points when it ends
         summary.print_pipeline(cfg, results)
 

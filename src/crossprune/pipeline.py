@@ -32,9 +32,9 @@ def needed(cfg: DictConfig) -> list[str]:
     return [s for s in STAGES if s in wanted]
 
 
-def run(cfg: DictConfig, pair: Pair, sweep: str | None = None) -> list[Result]:
+def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[str] = ()) -> list[Result]:
     """Run (or reuse) the needed stages; the Results' metrics stay valid, their files only while this runs.
-    `sweep` (a multirun's folder) tags the parent, so the sweep's table can find its points."""
+    `sweep` (a multirun's folder) and the job's `overrides` tag the parent, so the sweep's table can show its points."""
     tracking.connect(cfg.tracking)
     stages = needed(cfg)
     tags = {tracking.STAGE_TAG: "pipeline", "crossprune.criterion": cfg.criterion.name, "crossprune.score_data": score_data(cfg),
@@ -43,6 +43,8 @@ def run(cfg: DictConfig, pair: Pair, sweep: str | None = None) -> list[Result]:
         tags["crossprune.study"] = cfg.study.name
     if sweep:
         tags["crossprune.sweep"] = sweep
+    if overrides:
+        tags["crossprune.overrides"] = " ".join(overrides)[:5000]
     with (
         tempfile.TemporaryDirectory(prefix="crossprune-") as workdir,
         mlflow.start_run(run_name=f"{cfg.pair.name}/{cfg.criterion.name}", tags=tags),

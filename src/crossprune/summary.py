@@ -9,7 +9,7 @@ from crossprune import tracking
 
 STAGE_METRICS = ("A/acc", "A/fixed_head_acc", "B/acc", "B/fixed_head_acc", "sparsity")
 SWEEP_METRICS = ("prune/A/acc", "prune/B/fixed_head_acc", "prune/mask_iou_AB", "finetune_b/B/acc", "scratch_b_dense/B/acc")
-NOT_SWEPT = ("study.", "tracking.", "summary", "hydra")  # never what a reader compares points by
+NOT_SWEPT = ("study", "tracking.", "summary", "hydra", "trainer.")  # never what a reader compares points by
 
 
 def console() -> Console:
@@ -34,14 +34,15 @@ def print_sweep(cfg: DictConfig, sweep: str, since_ms: int) -> None:
     )
     if not runs:
         return
-    keys = sorted({k for r in runs for k in r.data.params if not k.startswith(NOT_SWEPT)})
-    swept = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+    points = [dict(o.split("=", 1) for o in r.data.tags.get("crossprune.overrides", "").split() if "=" in o) for r in runs]
+    keys = list(dict.fromkeys(k for p in points for k in p if not k.startswith(NOT_SWEPT)))
+    swept = [k for k in keys if len({p.get(k) for p in points}) > 1]  # what the sweep varies, in its own order
     metrics = [m for m in SWEEP_METRICS if any(m in r.data.metrics for r in runs)]
     headers = [m.replace("/", "\n", 1) for m in metrics]  # stage over metric: narrow columns stay readable
-    table = Table(*[k.removesuffix(".name") for k in swept], *headers, title=f"{len(runs)} points · {sweep}")
-    for r in runs:
+    table = Table(*swept, *headers, title=f"{len(runs)} points · {sweep}")
+    for r, p in zip(runs, points):
         cells = [f"{r.data.metrics[m]:.3f}" if m in r.data.metrics else "—" for m in metrics]
-        table.add_row(*[r.data.params.get(k, "—") for k in swept], *cells)
+        table.add_row(*[p.get(k, "—") for k in swept], *cells)
     console().print(table)
     console().print(f"Open the MLflow UI:  {ui_hint(cfg.tracking.uri)}")
 

@@ -5,13 +5,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from crossprune.data import Pair, build_pair
+from crossprune.errors import ConfigError, first_line, one_line
 from crossprune.pruning import SCOPES, Mask, prunable, select
 from crossprune.pruning.select import cap_count
 from crossprune.stages import ORDERS, STAGES
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; its message is the one line the user sees."""
 
 
 def require(ok: bool, message: str) -> None:
@@ -93,12 +90,3 @@ def fits(cfg: DictConfig, pair: Pair) -> torch.nn.Module:
     except Exception as e:
         raise ConfigError(f"model {model} does not fit pair {pair.name}: {one_line(e)}") from e
     return net
-
-
-def first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-def one_line(e: Exception) -> str:
-    """The whole message with its line breaks folded, for errors whose second line says what to do."""
-    return " ".join(str(e).split()) or type(e).__name__

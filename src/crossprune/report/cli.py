@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from crossprune.validate import ConfigError, first_line, one_line
+from crossprune.errors import ConfigError, first_line, one_line
 
 CONF = str(Path(__file__).resolve().parents[3] / "conf")
 COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not measurable": "magenta"}

@@ -95,6 +95,8 @@ def capacity_vs_mmd(judged: Judged, confidence: float) -> dict[str, Figure]:
     fig, [ax] = grid(1, "", width=6)
     titles = []
     for pair, g in units.groupby("pair"):
+        g = g.groupby("pair.severity", as_index=False)[["against", "effect"]].mean()  # over seeds
+        g = g.rename(columns={"against": "dissimilarity/mmd"})
         ax.plot(g["dissimilarity/mmd"], g["effect"], marker="o", label=pair)
         for _, u in g.iterrows():
             ax.annotate(f"severity {u['pair.severity']:g}", (u["dissimilarity/mmd"], u["effect"]), fontsize="x-small")
@@ -103,7 +105,7 @@ def capacity_vs_mmd(judged: Judged, confidence: float) -> dict[str, Figure]:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xlabel="train_a dissimilarity/mmd (MMD² of dense features, RBF kernel)",
            ylabel="capacity effect: B/fixed_head_acc, B-scored − A-scored")
-    ax.set_title("\n".join(titles) + f"\n(ρ interval: {confidence:.0%} bootstrap over seeds)", fontsize="medium")
+    ax.set_title("\n".join(titles) + f"\n(ρ per seed; {confidence:.0%} t-interval over seeds; points: seed means)", fontsize="medium")
     ax.legend(fontsize="small")
     return {"capacity_vs_mmd": fig}
 

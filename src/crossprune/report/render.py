@@ -43,8 +43,8 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
               ("h", 2, "The rule"), ("p", RULE),
               ("p", f"Effects are signed so that positive is the direction the claim states. Seeds are the independent "
                     f"units: matched differences (cells equal in every other config column) are averaged within a seed, "
-                    f"then a {confidence:.0%} t-interval is taken over the per-seed means (capacity_shift: Spearman ρ over "
-                    f"severities, {confidence:.0%} percentile bootstrap over seeds). Min effect {min_effect:g} (accuracy, "
+                    f"then a {confidence:.0%} t-interval is taken over the per-seed means (capacity_shift: per seed, the "
+                    f"Spearman ρ of the effect with dissimilarity over severities; the interval is over those ρ). Min effect {min_effect:g} (accuracy, "
                     f"0–1) except {own}; instruments must beat their references by more than {min_effect:g}."),
               ("h", 2, "Claims")]
     if v.empty:

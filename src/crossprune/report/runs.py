@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from crossprune.validate import ConfigError, first_line
+from crossprune.errors import ConfigError, first_line
 
 # A tracking server that does not answer is bad input, not minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")

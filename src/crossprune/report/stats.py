@@ -6,8 +6,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-RESAMPLES = 2000  # bootstrap resamples of the seeds
-BOOT_SEED = 0     # the same runs always give the same bootstrap interval
 
 
 @dataclass(frozen=True)
@@ -41,8 +39,9 @@ def matched(treat: pd.DataFrame, base: pd.DataFrame, keys: list[str], metric: st
     """treat − base of `metric` for every pair of rows in the same cell; keys kept, `diff` added."""
     if metric not in treat or metric not in base:
         return pd.DataFrame(columns=[*keys, "diff"])
-    left = treat.assign(_cell=cell(treat, keys), _treat=treat[metric])[["_cell", "_treat", *keys]]
-    right = base.assign(_cell=cell(base, keys), _base=base[metric])[["_cell", "_base"]]
+    # A cell two parents share (e.g. one prune run read by two grids of a study) is one measurement, not two.
+    left = treat.assign(_cell=cell(treat, keys), _treat=treat[metric])[["_cell", "_treat", *keys]].drop_duplicates("_cell")
+    right = base.assign(_cell=cell(base, keys), _base=base[metric]).groupby("_cell", as_index=False)["_base"].mean()
     both = left.merge(right, on="_cell")
     return both.assign(diff=both["_treat"] - both["_base"]).dropna(subset=["diff"]).drop(columns=["_treat", "_base"])
 
@@ -73,21 +72,16 @@ def interaction(rows: pd.DataFrame, keys: list[str], metric: str, layers: str = 
 
 
 def rank_correlation(diffs: pd.DataFrame, by: str, against: pd.Series, confidence: float, min_levels: int) -> Estimate:
-    """Spearman ρ between the mean effect per level of `by` and `against` (indexed by level), with a percentile
-    bootstrap over seeds; n = number of levels."""
-    levels = diffs.groupby(["seed", by])["diff"].mean().unstack(by)  # seed × level
-    levels = levels[[c for c in levels.columns if c in against.index]]
-    units = pd.DataFrame({by: levels.columns, "effect": levels.mean().to_numpy(),
-                          "against": against[levels.columns].to_numpy(), "seeds": levels.notna().sum().to_numpy()})
-    n, effect = len(units), rho(units["effect"], units["against"])
-    if n < min_levels or len(levels) < 2:
-        return Estimate(effect, np.nan, np.nan, n, units)
-    draws = np.random.default_rng(BOOT_SEED).integers(0, len(levels), (RESAMPLES, len(levels)))
-    with np.errstate(all="ignore"):  # a resample that misses a level gives NaN there: ρ is then NaN and skipped
-        resampled = np.nanmean(levels.to_numpy()[draws], axis=1)  # resample × level
-    rhos = rows_rho(resampled, units["against"].to_numpy())
-    low, high = np.nanpercentile(rhos, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return Estimate(effect, float(low), float(high), n, units)
+    """Per seed, Spearman ρ between the mean effect at each level of `by` and `against` (indexed by seed and level),
+    then a t-interval over the seeds' ρ; a seed with fewer than `min_levels` levels gives none. The units are one
+    row per seed and level (`effect` there, `against`, and the seed's `rho`)."""
+    levels = diffs.groupby(["seed", by])["diff"].mean().rename("effect").reset_index()
+    levels["against"] = against.reindex(pd.MultiIndex.from_frame(levels[["seed", by]])).to_numpy()
+    levels = levels.dropna(subset=["against"])
+    per_seed = levels.groupby("seed").apply(
+        lambda g: rho(g["effect"], g["against"]) if len(g) >= min_levels else np.nan, include_groups=False)
+    units = levels.assign(rho=levels["seed"].map(per_seed))
+    return Estimate(*t_interval(per_seed.to_numpy(dtype=float), confidence), units)
 
 
 def rows_rho(x: np.ndarray, y: np.ndarray) -> np.ndarray:

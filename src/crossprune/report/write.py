@@ -12,7 +12,7 @@ from mlflow.entities import RunStatus
 from crossprune.report import render
 from crossprune.report.claims import Judged
 from crossprune.report.runs import Store
-from crossprune.validate import ConfigError
+from crossprune.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
 
