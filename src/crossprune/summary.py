@@ -9,6 +9,7 @@ from crossprune import tracking
 
 STAGE_METRICS = ("A/acc", "A/fixed_head_acc", "B/acc", "B/fixed_head_acc", "sparsity")
 SWEEP_METRICS = ("prune/A/acc", "prune/B/fixed_head_acc", "prune/mask_iou_AB", "finetune_b/B/acc", "scratch_b_dense/B/acc")
+MAX_COLUMNS = 4  # swept keys shown as their own columns; more go into one column
 NOT_SWEPT = ("study", "tracking.", "summary", "hydra", "trainer.")  # never what a reader compares points by
 
 
@@ -39,10 +40,12 @@ def print_sweep(cfg: DictConfig, sweep: str, since_ms: int) -> None:
     swept = [k for k in keys if len({p.get(k) for p in points}) > 1]  # what the sweep varies, in its own order
     metrics = [m for m in SWEEP_METRICS if any(m in r.data.metrics for r in runs)]
     headers = [m.replace("/", "\n", 1) for m in metrics]  # stage over metric: narrow columns stay readable
-    table = Table(*swept, *headers, title=f"{len(runs)} points · {sweep}")
+    wide = len(swept) > MAX_COLUMNS  # a study's union of grids varies many keys: one wrapped column of them
+    table = Table(*(["point"] if wide else swept), *headers, title=f"{len(runs)} points · {sweep}")
     for r, p in zip(runs, points):
+        values = [f"{k}={p[k]}" for k in swept if k in p] if wide else [p.get(k, "—") for k in swept]
         cells = [f"{r.data.metrics[m]:.3f}" if m in r.data.metrics else "—" for m in metrics]
-        table.add_row(*[p.get(k, "—") for k in swept], *cells)
+        table.add_row(*([" ".join(values)] if wide else values), *cells)
     console().print(table)
     console().print(f"Open the MLflow UI:  {ui_hint(cfg.tracking.uri)}")
 

@@ -81,7 +81,8 @@ def rank_correlation(diffs: pd.DataFrame, by: str, against: pd.Series, confidenc
     per_seed = levels.groupby("seed").apply(
         lambda g: rho(g["effect"], g["against"]) if len(g) >= min_levels else np.nan, include_groups=False)
     units = levels.assign(rho=levels["seed"].map(per_seed))
-    return Estimate(*t_interval(per_seed.to_numpy(dtype=float), confidence), units)
+    effect, low, high, n = t_interval(per_seed.to_numpy(dtype=float), confidence)
+    return Estimate(effect, max(low, -1.0), min(high, 1.0), n, units)  # ρ lives in [-1, 1]; so does its interval
 
 
 def rows_rho(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -1,0 +1,86 @@
+"""Studies: the union of grids, every preset run end to end with tiny budgets and judged, and the main command."""
+
+import csv
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from crossprune.report.cli import report
+from crossprune.sweeper import study_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = sorted(p.stem for p in (ROOT / "conf" / "study").glob("*.yaml"))
+MNIST1D = ["pair.num_samples=600"]  # 60 signals per class: a draw takes a tenth of a second
+NARROW = {  # each preset cut to two seeds and one cell per arm, so that every claim it serves still gets a verdict
+    "capacity": ["criterion=taylor", "pair.severity=0", "prune.sparsity=0.9", *MNIST1D],
+    "hierarchy": ["prune.sparsity=0.9", "prune.layers=[layers.0],[layers.2],[layers.0,layers.2]", *MNIST1D],
+    "init": ["prune.sparsity=0.8", *MNIST1D],
+    "mitigations": ["prune.sparsity=0.8", *MNIST1D],
+    "sanity": ["pair=digits_split", "prune.sparsity=0.9"],
+    "seed_claims": ["++pair.num_samples=600"],  # only the capacity grid's pair reads it; the grid sets it, this wins
+}
+CLAIMS = {
+    "capacity": {"capacity"},
+    "hierarchy": {"hierarchy"},
+    "init": {"init", "init_sparse", "init_random_mask"},
+    "mitigations": {"mitigation:score_B", "mitigation:mix", "mitigation:finetune_then_prune", "mitigation:distill"},
+    "sanity": {"sanity", "sanity_random"},
+}
+
+
+def test_study_jobs_are_the_union_of_grids_with_the_command_line_winning():
+    params = {"seed": "0,1"}
+    grids = {"one": {"criterion": "magnitude", "control": "none,shuffle_within_layer"}, "two": {"criterion": "magnitude,random"}}
+    jobs = {frozenset(j) for j in study_jobs(params, grids, [])}
+    assert len(jobs) == 2 * 2 + 2 * 2 - 2  # magnitude with control unset is not magnitude with control=none: 6 points
+    assert frozenset({"seed=0", "criterion=magnitude", "control=none"}) in jobs
+    narrowed = study_jobs(params, grids, ["seed=1", "control=none"])
+    assert sorted(map(sorted, narrowed)) == [["control=none", "criterion=magnitude", "seed=1"],
+                                             ["control=none", "criterion=random", "seed=1"]]  # a shared point runs once
+    assert study_jobs({"seed": "0,1"}, {}, ["prune.sparsity=0.5"]) == [["seed=0", "prune.sparsity=0.5"], ["seed=1", "prune.sparsity=0.5"]]
+
+
+@pytest.mark.parametrize("study", [s for s in STUDIES if s != "seed_claims"])
+def test_every_study_runs_and_is_judged(study, compose_at, run_pipeline, tmp_path):
+    """Each preset, narrowed to two seeds, runs every point and the report judges every claim it serves."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        base = compose("config", overrides=[f"study={study}"], return_hydra_config=True)
+    plain = lambda node: OmegaConf.to_container(node) if node else {}  # noqa: E731
+    jobs = study_jobs(plain(base.hydra.sweeper.params), plain(base.study.grids), ["seed=0,1", *NARROW[study]])
+    assert jobs and all("seed=0" in j or "seed=1" in j for j in jobs)
+    for job in jobs:
+        run_pipeline(compose_at(tmp_path, f"study={study}", *job))
+    cfg = compose_at(tmp_path, f"study={study}", f"report.out={tmp_path / 'report'}")
+    judged, out, run_id = report(cfg)
+    verdicts = judged.verdicts.set_index("claim")
+    assert CLAIMS[study] <= set(verdicts.index)
+    assert (verdicts.loc[sorted(CLAIMS[study]), "n"] == 2).all() and verdicts["verdict"].isin(["supported", "refuted", "inconclusive", "not measurable"]).all()
+    assert {"report.md", "report.html", "runs.csv", "verdicts.csv"} <= {p.name for p in out.iterdir()}
+    if study == "capacity":  # severity 0: A and B are the same data, so scoring on B cannot be better
+        assert verdicts.loc["capacity", "effect"] == 0 and verdicts.loc["capacity", "verdict"] != "supported"
+
+
+def test_the_main_command_runs_the_default_study_and_its_report(tmp_path):
+    """What `make run` does, on two seeds with tiny budgets: one sweep table, then the verdicts and the report."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    tiny = ["seed=0,1", "train_a.epochs=2", "finetune_b.epochs=1", "score.batches=2", "trainer.progress_bar=false",
+            "tracking.artifacts=" + str(tmp_path / "artifacts"), "hydra.sweep.dir=" + str(tmp_path / "multirun")]
+    bin_ = Path(os.sys.executable).parent
+    sweep = subprocess.run([bin_ / "crossprune", "-m", "study=seed_claims", *tiny, *NARROW["seed_claims"]],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    assert sweep.stdout.count("points ·") == 1 and "prune.layers" in sweep.stdout  # one table, swept values as columns
+    done = subprocess.run([bin_ / "crossprune-report", "study=seed_claims"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "study seed_claims" in done.stdout and "report.md" in done.stdout
+    folder = tmp_path / "reports" / "seed_claims"
+    rows = list(csv.DictReader(open(folder / "verdicts.csv")))
+    claims = {r["claim"] for r in rows}
+    assert {"capacity", "hierarchy", "init", "sanity", "mitigation:score_B", "mitigation:distill",
+            "mitigation:finetune_then_prune"} <= claims
+    assert {p.suffix for p in folder.iterdir()} >= {".md", ".html", ".csv", ".png"}
