@@ -12,6 +12,7 @@ from hydra.errors import MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 
 from crossprune.sweeper import study_jobs
 from crossprune.errors import ConfigError, first_line, one_line
@@ -38,7 +39,7 @@ def stop_on_bad_input(check, *args):
     try:
         return check(*args)
     except ConfigError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]crossprune:[/] {e}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]crossprune:[/] {escape(str(e))}", highlight=False)  # [..] in a message is text
         sys.exit(2)
 
 
@@ -54,7 +55,8 @@ def preflight(argv: list[str]) -> None:
             jobs = [args.overrides]
             if args.multirun:
                 parsed = OverridesParser.create().parse_overrides(args.overrides)
-                fixed = [o.input_line for o in parsed if not o.is_sweep_override()]  # a study's own sweep lives in it
+                # Only the study and Hydra's own settings say what the sweep is; every job is validated below.
+                fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group.startswith(("study", "hydra"))]
                 base = compose("config", overrides=fixed, return_hydra_config=True)
                 params, grids = base.hydra.sweeper.params, base.study.get("grids")
                 plain = lambda node: OmegaConf.to_container(node) if node else {}  # noqa: E731

@@ -37,9 +37,9 @@ def validate(cfg: DictConfig) -> Pair:
     require(s.batches >= 1 and s.batch_size >= 1, "score.batches and score.batch_size must be at least 1")
     require(cfg.train_a.epochs >= 1 and cfg.finetune_b.epochs >= 0, "train_a.epochs must be >= 1 and finetune_b.epochs >= 0")
     require(isinstance(cfg.seed, int) and isinstance(cfg.data_seed, int), f"seed and data_seed must be integers, got {cfg.seed!r}, {cfg.data_seed!r}")
-    stages = list(cfg.stages) if OmegaConf.is_list(cfg.stages) else [cfg.stages]
-    unknown = [st for st in stages if st not in STAGES]
-    require(stages and not unknown, f"stages must be a non-empty list of {', '.join(STAGES)}; unknown: {unknown or 'none given'}")
+    require(OmegaConf.is_list(cfg.stages), f"stages must be a list, e.g. stages=[{cfg.stages}], got {cfg.stages!r}")
+    unknown = [st for st in cfg.stages if st not in STAGES]
+    require(len(cfg.stages) and not unknown, f"stages must be a non-empty list of {', '.join(STAGES)}; unknown: {unknown or 'none given'}")
     require(cfg.order in ORDERS, f"order must be one of {', '.join(ORDERS)}, got {cfg.order}")
     require(cfg.order == "prune_then_finetune" or cfg.criterion.data_free or s.data == "B",
             "order=finetune_then_prune scores the network fine-tuned on B, on B: set score.data=B")

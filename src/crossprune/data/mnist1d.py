@@ -50,6 +50,8 @@ def mnist1d(
     seed: int = 0,
 ) -> Dataset:
     """MNIST-1D drawn with `seed` (num_samples // 10 per class), restricted to `classes` (relabelled 0..k-1)."""
+    if not isinstance(num_samples, int) or num_samples < 100:
+        raise ValueError(f"num_samples must be an integer of at least 100 (10 per class), got {num_samples!r}")
     x, y = _raw(num_samples, seed, float(check_severity(severity)))
     classes = list(range(10)) if classes is None else list(classes)
     keep = np.isin(y, classes)

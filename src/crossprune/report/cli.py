@@ -11,6 +11,7 @@ from hydra._internal.utils import get_args_parser
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crossprune.errors import ConfigError, first_line, one_line
@@ -26,6 +27,11 @@ def report(cfg: DictConfig):
     study = cfg.study.name if isinstance(cfg.study, DictConfig) else None  # study=x without conf/study/x.yaml
     if not study:
         raise ConfigError("no study: pass study=<file in conf/study> or study.name=<name>")
+    r = cfg.report
+    if not (isinstance(r.confidence, float) and 0 < r.confidence < 1):
+        raise ConfigError(f"report.confidence must be a number in (0, 1), e.g. 0.95, got {r.confidence!r}")
+    if not (isinstance(r.min_effect, float | int) and r.min_effect >= 0):
+        raise ConfigError(f"report.min_effect must be a number >= 0, got {r.min_effect!r}")
     out = write.writable(Path(cfg.report.out or f"reports/{study}"))
     store = runs.open_store(cfg.tracking)
     table = runs.read(store, study)
@@ -58,7 +64,7 @@ def stop_on_bad_input(check, *args):
     try:
         return check(*args)
     except ConfigError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]crossprune-report:[/] {e}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]crossprune-report:[/] {escape(str(e))}", highlight=False)  # [..] in a message is text
         sys.exit(2)
 
 

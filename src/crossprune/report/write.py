@@ -3,6 +3,7 @@
 import io
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,10 @@ def writable(out: Path) -> Path:
         raise ConfigError(f"report.out={out} cannot be created: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"report.out={out} is not writable")
+    try:  # access() says yes to root everywhere, /proc included: only trying tells
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as e:
+        raise ConfigError(f"report.out={out} cannot be written: {e.strerror}") from e
     return out
 
 
