@@ -37,6 +37,9 @@ BAD = {
     "model_too_deep": (["model=cnn", "model.channels=[8,8,8,8]"], "model CNN does not fit pair digits_split"),
     "sweep_last_bad": (["-m", "prune.sparsity=0.5,1.5"], "got 1.5"),
     "layer_collapse": (["prune.include_bias=true", "prune.scope=layerwise", "prune.sparsity=0.999"], "every weight"),
+    "stages_not_a_list": (["stages=prune"], "stages must be a list, e.g. stages=[prune]"),
+    "study_point_bad": (["-m", "study=capacity", "pair.severity=7"], "severity must be in [0, 1], got 7"),
+    "ordered_on_a": (["order=finetune_then_prune", "criterion=taylor"], "set score.data=B"),
 }
 
 
