@@ -1,6 +1,7 @@
 """The `crossprune` command: a Hydra app that validates every job first, runs the pipeline, prints a table."""
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -8,16 +9,15 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.markup import escape
 
+from crossprune.errors import composing
+from crossprune.errors import stop_on_bad_input as stop_with
 from crossprune.sweeper import study_jobs
-from crossprune.errors import ConfigError, first_line, one_line
 from crossprune.validate import validate
 
+stop_on_bad_input = partial(stop_with, "crossprune")
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
 
@@ -34,15 +34,6 @@ def app(cfg: DictConfig) -> None:
         summary.print_pipeline(cfg, results)
 
 
-def stop_on_bad_input(check, *args):
-    """Run a check; a problem ends the command with one line on stderr and exit status 2."""
-    try:
-        return check(*args)
-    except ConfigError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]crossprune:[/] {escape(str(e))}", highlight=False)  # [..] in a message is text
-        sys.exit(2)
-
-
 def preflight(argv: list[str]) -> None:
     """Compose and validate every job of the command (each sweep point and study grid too) before anything runs."""
     args = get_args_parser().parse_args(argv)
@@ -50,26 +41,18 @@ def preflight(argv: list[str]) -> None:
         return
     if args.config_dir or args.config_path or args.config_name:
         return  # configs beyond conf/: each job is still validated by the app before it trains
-    try:
-        with initialize_config_dir(CONF, version_base="1.3"):
-            jobs = [args.overrides]
-            if args.multirun:
-                parsed = OverridesParser.create().parse_overrides(args.overrides)
-                # Only the study and Hydra's own settings say what the sweep is; every job is validated below.
-                fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group.startswith(("study", "hydra"))]
-                base = compose("config", overrides=fixed, return_hydra_config=True)
-                params, grids = base.hydra.sweeper.params, base.study.get("grids")
-                plain = lambda node: OmegaConf.to_container(node) if node else {}  # noqa: E731
-                jobs = study_jobs(plain(params), plain(grids), args.overrides)
-            for overrides in jobs:
-                validate(compose("config", overrides=list(overrides)))
-    except MissingConfigException as e:  # an unknown group option: name the ones that exist
-        missing = first_line(e).removeprefix("In 'config': ")
-        raise ConfigError(f"{missing} (options: {', '.join(e.options or [])})") from e
-    except (ConfigError, KeyboardInterrupt):
-        raise
-    except Exception as e:  # Hydra's own message (a misspelt key, bad override syntax), on one line
-        raise ConfigError(one_line(e)) from e
+    with composing(), initialize_config_dir(CONF, version_base="1.3"):
+        jobs = [args.overrides]
+        if args.multirun:
+            parsed = OverridesParser.create().parse_overrides(args.overrides)
+            # Only the study and Hydra's own settings say what the sweep is; every job is validated below.
+            fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group.startswith(("study", "hydra"))]
+            base = compose("config", overrides=fixed, return_hydra_config=True)
+            params, grids = base.hydra.sweeper.params, base.study.get("grids")
+            plain = lambda node: OmegaConf.to_container(node) if node else {}  # noqa: E731
+            jobs = study_jobs(plain(params), plain(grids), args.overrides)
+        for overrides in jobs:
+            validate(compose("config", overrides=list(overrides)))
 
 
 def main() -> None:

@@ -8,13 +8,11 @@ from pathlib import Path
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
-from hydra.errors import MissingConfigException
 from omegaconf import DictConfig
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from crossprune.errors import ConfigError, first_line, one_line
+from crossprune.errors import ConfigError, composing, stop_on_bad_input
 
 CONF = str(Path(__file__).resolve().parents[3] / "conf")
 COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not measurable": "magenta"}
@@ -44,7 +42,7 @@ def report(cfg: DictConfig):
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> None:
-    judged, out, run_id = stop_on_bad_input(report, cfg)
+    judged, out, run_id = stop_on_bad_input("crossprune-report", report, cfg)
     table = Table("claim", "pair", f"effect [{cfg.report.confidence:.0%} CI]", "n", "verdict", title=f"study {cfg.study.name}")
     for r in judged.verdicts.itertuples():
         colour = COLOURS[r.verdict]
@@ -59,30 +57,15 @@ def signed(x: float) -> str:
     return "—" if math.isnan(x) else f"{x:+.3f}"  # NaN: no interval (n too small)
 
 
-def stop_on_bad_input(check, *args):
-    """Run a check; a problem ends the command with one line on stderr and exit status 2."""
-    try:
-        return check(*args)
-    except ConfigError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]crossprune-report:[/] {escape(str(e))}", highlight=False)  # [..] in a message is text
-        sys.exit(2)
-
-
 def preflight(argv: list[str]) -> None:
     """Compose the command's config once, so an unknown study file or key is one line, not Hydra's usage."""
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_dir:
         return
-    try:
-        with initialize_config_dir(CONF, version_base="1.3"):
-            compose("config", overrides=list(args.overrides))
-    except MissingConfigException as e:  # e.g. study=nope: name the ones that exist
-        missing = first_line(e).removeprefix("In 'config': ")
-        raise ConfigError(f"{missing} (options: {', '.join(e.options or [])})") from e
-    except Exception as e:
-        raise ConfigError(one_line(e)) from e
+    with composing(), initialize_config_dir(CONF, version_base="1.3"):
+        compose("config", overrides=list(args.overrides))
 
 
 def main() -> None:
-    stop_on_bad_input(preflight, sys.argv[1:])
+    stop_on_bad_input("crossprune-report", preflight, sys.argv[1:])
     app()
