@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from crossprune.report.cli import report
-from crossprune.sweeper import study_jobs
+from crossprune.sweeper import jobs_of, study_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "conf" / "study").glob("*.yaml"))
@@ -49,8 +48,7 @@ def test_every_study_runs_and_is_judged(study, compose_at, run_pipeline, tmp_pat
     """Each preset, narrowed to two seeds, runs every point and the report judges every claim it serves."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         base = compose("config", overrides=[f"study={study}"], return_hydra_config=True)
-    plain = lambda node: OmegaConf.to_container(node) if node else {}  # noqa: E731
-    jobs = study_jobs(plain(base.hydra.sweeper.params), plain(base.study.grids), ["seed=0,1", *NARROW[study]])
+    jobs = jobs_of(base, ["seed=0,1", *NARROW[study]])
     assert jobs and all("seed=0" in j or "seed=1" in j for j in jobs)
     for job in jobs:
         run_pipeline(compose_at(tmp_path, f"study={study}", *job))

@@ -10,11 +10,11 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from crossprune.errors import composing
 from crossprune.errors import stop_on_bad_input as stop_with
-from crossprune.sweeper import study_jobs
+from crossprune.sweeper import jobs_of
 from crossprune.validate import validate
 
 stop_on_bad_input = partial(stop_with, "crossprune")
@@ -47,10 +47,7 @@ def preflight(argv: list[str]) -> None:
             parsed = OverridesParser.create().parse_overrides(args.overrides)
             # Only the study and Hydra's own settings say what the sweep is; every job is validated below.
             fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group.startswith(("study", "hydra"))]
-            base = compose("config", overrides=fixed, return_hydra_config=True)
-            params, grids = base.hydra.sweeper.params, base.study.get("grids")
-            plain = lambda node: OmegaConf.to_container(node) if node else {}  # noqa: E731
-            jobs = study_jobs(plain(params), plain(grids), args.overrides)
+            jobs = jobs_of(compose("config", overrides=fixed, return_hydra_config=True), args.overrides)
         for overrides in jobs:
             validate(compose("config", overrides=list(overrides)))
 

@@ -28,7 +28,7 @@ def evaluate(net: nn.Module, classes: tuple, pair: Pair, probe: DictConfig, refe
     metrics = {}
     for tag in TAGS:
         data = pair[tag]
-        features = net.features(data.test.x)
+        features, hidden = forward(net, data.test.x)
         if classes == data.classes:
             logits = net.head(features)
             metrics[f"{tag}/acc"] = accuracy(logits, data.test.y)
@@ -36,7 +36,7 @@ def evaluate(net: nn.Module, classes: tuple, pair: Pair, probe: DictConfig, refe
         metrics[f"{tag}/probe_acc"] = probe_accuracy(net.features, data, probe)
         metrics[f"{tag}/feature_rank"] = effective_rank(features)
         if reference is not None:
-            metrics |= {f"{tag}/{k}": v for k, v in reference.compare(net, features, tag, data).items()}
+            metrics |= {f"{tag}/{k}": v for k, v in reference.compare(features, hidden, tag, data).items()}
     return metrics
 
 
@@ -59,7 +59,7 @@ class Reference:
     @torch.no_grad()
     def of(cls, dense: nn.Module, pair: Pair, heads: dict[str, nn.Linear]) -> "Reference":
         dense.eval()
-        return cls({t: h.eval() for t, h in heads.items()}, {t: hidden_outputs(dense, pair[t].test.x) for t in TAGS})
+        return cls({t: h.eval() for t, h in heads.items()}, {t: forward(dense, pair[t].test.x)[1] for t in TAGS})
 
     def tensors(self) -> dict[str, Tensor]:
         """The fixed heads as flat tensors (`A.weight`, `B.bias`, …) for safetensors."""
@@ -74,29 +74,29 @@ class Reference:
             heads[t].load_state_dict({"weight": weight, "bias": tensors[f"{t}.bias"]})
         return heads
 
-    def compare(self, net: nn.Module, features: Tensor, tag: str, data: Dataset) -> dict[str, float]:
-        """`fixed_head_acc` (where the widths still match: not after structured removal of penultimate units)
-        and `cka/<layer>` against the dense network's activations on this test split."""
+    def compare(self, features: Tensor, hidden: dict[str, Tensor], tag: str, data: Dataset) -> dict[str, float]:
+        """`fixed_head_acc` of a network's test-split `features` (where the widths still match: not after structured
+        removal of penultimate units) and `cka/<layer>` of its `hidden` outputs against the dense network's."""
         out = {}
         head = self.heads[tag]
         if features.shape[1] == head.in_features:
             out["fixed_head_acc"] = accuracy(head(features), data.test.y)
-        mine = hidden_outputs(net, data.test.x)
-        out |= {f"cka/{layer}": linear_cka(dense, mine[layer]) for layer, dense in self.hidden[tag].items() if layer in mine}
+        out |= {f"cka/{layer}": linear_cka(dense, hidden[layer]) for layer, dense in self.hidden[tag].items() if layer in hidden}
         return out
 
 
-def hidden_outputs(net: nn.Module, x: Tensor) -> dict[str, Tensor]:
-    """The output of every Linear/Conv layer but the head (named as in `prune.layers`), flattened per sample."""
-    out: dict[str, Tensor] = {}
+def forward(net: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """One pass: the penultimate features, and the output of every Linear/Conv layer but the head (named as in
+    `prune.layers`), flattened per sample."""
+    hidden: dict[str, Tensor] = {}
     layers = {n: m for n, m in net.named_modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and not n.startswith("head")}
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.detach().flatten(1))) for n, m in layers.items()]
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: hidden.__setitem__(n, o.detach().flatten(1))) for n, m in layers.items()]
     try:
-        net.features(x)
+        features = net.features(x)
     finally:
         for h in hooks:
             h.remove()
-    return out
+    return features, hidden
 
 
 @torch.no_grad()
@@ -114,9 +114,10 @@ def instrument_references(dense: nn.Module, untrained: nn.Module, pair: Pair, pr
         metrics[f"{tag}/probe_acc_raw"] = probe_accuracy(lambda x: x.flatten(1), pair[tag], probe)
         metrics[f"{tag}/probe_acc_init"] = probe_accuracy(untrained.features, pair[tag], probe)
     a, b = pair.a.test.x, pair.b.test.x
-    metrics["dissimilarity/mmd"] = mmd2_rbf(dense.features(a), dense.features(b))
+    fa, fb = dense.features(a), dense.features(b)
+    metrics["dissimilarity/mmd"] = mmd2_rbf(fa, fb)
     metrics["dissimilarity/mmd_raw"] = mmd2_rbf(a.flatten(1), b.flatten(1))
-    metrics["dissimilarity/pad"] = proxy_a_distance(dense.features(a), dense.features(b))
+    metrics["dissimilarity/pad"] = proxy_a_distance(fa, fb)
     return metrics
 
 

@@ -5,7 +5,7 @@ import time
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 def study_jobs(params: dict, grids: dict, arguments: list[str], parser: OverridesParser | None = None) -> list[list[str]]:
@@ -21,6 +21,12 @@ def study_jobs(params: dict, grids: dict, arguments: list[str], parser: Override
                 seen.add(frozenset(job))
                 jobs.append(job)
     return jobs
+
+
+def jobs_of(config: DictConfig, arguments: list[str], parser: OverridesParser | None = None) -> list[list[str]]:
+    """The jobs of a composed config (with its Hydra node): its hydra.sweeper.params and study.grids, then `arguments`."""
+    plain = lambda node: OmegaConf.to_container(node) if node else {}  # noqa: E731
+    return study_jobs(plain(config.hydra.sweeper.params), plain(config.study.get("grids")), arguments, parser)
 
 
 class SweepTable(Callback):

@@ -10,13 +10,13 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from crossprune.errors import ConfigError, first_line
+from crossprune.stages import STAGES
 
 # A tracking server that does not answer is bad input, not minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no store-migration chatter in the report's output
 
-STAGES = ("train_a", "teacher_b", "score", "prune", "finetune_b", "scratch_b_dense", "scratch_b_sparse")
 RUN_TAG = "crossprune.run."
 NOISE = ("_target_", "_partial_")  # which callable builds a node: one column per choice already says it
 RERUN = ("tracking.", "summary", "cache", "trainer.progress_bar", "hydra.")  # differ between reruns of one config

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
 
-from crossprune.sweeper import study_jobs
+from crossprune.sweeper import jobs_of
 
 
 @dataclass
@@ -24,9 +23,8 @@ class StudySweeper(BasicSweeper):
     """The basic sweeper, plus `study.grids`: a study may hold arms that are not one product of values."""
 
     def sweep(self, arguments: list[str]):
-        grids = OmegaConf.to_container(self.config.study.grids) if self.config.study.get("grids") else {}
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        self.jobs = study_jobs(dict(self.params), grids, arguments, parser)
+        self.jobs = jobs_of(self.config, arguments, parser)
         return super().sweep(arguments)
 
     def split_arguments(self, overrides, max_batch_size):  # the basic sweeper asks for its batches here
