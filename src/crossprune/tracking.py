@@ -2,38 +2,59 @@
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.markup import escape
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from crossprune import __version__
+from crossprune import __version__, claims
+from crossprune.errors import ConfigError
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # artifacts are local copies: no bars
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" lines: the table says it
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # a server that stops answering fails in seconds
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no migration chatter when a store is created
 
 STAGE_TAG, KEY_TAG, WEIGHTS_TAG = "crossprune.stage", "crossprune.key", "crossprune.weights_key"
+SHA_TAG = "crossprune.sha256"  # {artifact path: sha256}, recorded when written, checked when reused
+OPEN_RUNS: set[str] = set()  # runs this process started and has not ended: marked KILLED on Ctrl-C
 
 
 def connect(tracking: DictConfig) -> None:
-    """Point MLflow at the store; a new experiment on a local sqlite store keeps its artifacts beside the db."""
-    uri = tracking.uri
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    """Point MLflow at the store, create it (once, under a lock) if new, and mark the runs of dead processes FAILED.
+    A new experiment on a local sqlite store keeps its artifacts beside the database unless tracking.artifacts says."""
+    uri, folder = tracking.uri, claims.sqlite_folder(tracking.uri)
     mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(tracking.experiment) is None:
-        local = uri.startswith("sqlite:") and tracking.artifacts
-        mlflow.create_experiment(tracking.experiment, Path(tracking.artifacts).resolve().as_uri() if local else None)
-    mlflow.set_experiment(tracking.experiment)
+    with claims.FileClaim(folder / "locks" / "store.lock") if folder else nullcontext():  # MLflow's migration races
+        client = MlflowClient()
+        if client.get_experiment_by_name(tracking.experiment) is None:
+            artifacts = Path(tracking.artifacts or folder / "artifacts").resolve().as_uri() if folder else tracking.artifacts
+            claims.experiment_id(client, tracking.experiment, artifacts)
+    experiment = mlflow.set_experiment(tracking.experiment)
+    claimed = client.get_experiment_by_name(f"{tracking.experiment}.claims")
+    dead = claims.mark_dead_runs(client, [experiment.experiment_id, *([claimed.experiment_id] if claimed else [])])
+    if dead:
+        say(f"marked {dead} run(s) of processes that died FAILED (tag {claims.FAILURE_TAG} says why)")
+
+
+def say(line: str) -> None:
+    """One line on stderr, for what the user must know but that does not stop the run."""
+    Console(stderr=True, soft_wrap=True).print(f"[bold yellow]crossprune:[/] {escape(line)}", highlight=False)
 
 
 def stage_key(stage: str, *parts) -> str:
@@ -86,10 +107,39 @@ def finished_run(key: str, tag: str = KEY_TAG) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def fetch(stage: str, key: str, run_id: str, workdir: Path) -> Result:
-    """A cached stage run's Result, its artifacts copied into `workdir/<stage>-<key>`."""
-    files = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(workdir / f"{stage}-{key}")))
-    return Result(stage, key, run_id, files, True, MlflowClient().get_run(run_id).data.metrics)
+def fetch(stage: str, key: str, run_id: str, workdir: Path) -> Result | None:
+    """A cached stage run's Result, its artifacts copied into `workdir/<stage>-<key>` and checked against their
+    sha256; None if any is damaged or missing, and then the run is marked FAILED so it is never reused."""
+    run = MlflowClient().get_run(run_id)
+    try:
+        files = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(workdir / f"{stage}-{key}")))
+        problem = damage(files, json.loads(run.data.tags.get(SHA_TAG, "null")))
+    except Exception as e:  # a store that cannot hand the files over is damage too
+        problem = f"its artifacts cannot be read ({type(e).__name__})"
+    if problem:
+        shutil.rmtree(workdir / f"{stage}-{key}", ignore_errors=True)  # the stage runs again into this folder
+        MlflowClient().set_tag(run_id, claims.FAILURE_TAG, f"damaged: {problem}")
+        MlflowClient().set_terminated(run_id, "FAILED")
+        say(f"the cached {stage} run {run_id} is damaged ({problem}): marked FAILED, running {stage} again")
+        return None
+    return Result(stage, key, run_id, files, True, run.data.metrics)
+
+
+def sha256s(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def damage(files: Path, recorded: dict[str, str] | None) -> str | None:
+    """What is wrong with downloaded artifacts against their recorded sha256s, or None if nothing."""
+    if not recorded:
+        return "no sha256 recorded for its artifacts"
+    found = sha256s(files)
+    for name, digest in recorded.items():
+        if name not in found:
+            return f"{name} is missing"
+        if found[name] != digest:
+            return f"{name} does not match its sha256"
+    return None
 
 
 class StageRun:
@@ -111,20 +161,87 @@ class StageRun:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(self.workdir / f"{name}.safetensors"))
 
 
+class StageFailed(ConfigError):
+    """A stage that cannot go on with this config (e.g. its loss diverged): one line, the run FAILED."""
+
+
 @contextmanager
-def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path) -> Iterator[StageRun]:
+def tracked(run_name: str, tags: dict[str, str], nested: bool = False) -> Iterator[mlflow.ActiveRun]:
+    """mlflow.start_run, with the owning process recorded (so a dead one's runs can be marked) and remembered as
+    open until it ends."""
+    with mlflow.start_run(run_name=run_name, nested=nested, tags={**tags, **claims.owner_tags()}) as run:
+        OPEN_RUNS.add(run.info.run_id)
+        try:
+            yield run
+        finally:
+            OPEN_RUNS.discard(run.info.run_id)
+
+
+def kill_open_runs() -> int:
+    """Mark every run this process left open KILLED (on Ctrl-C); their count."""
+    for run_id in OPEN_RUNS:
+        MlflowClient().set_terminated(run_id, "KILLED")
+    killed, _ = len(OPEN_RUNS), OPEN_RUNS.clear()
+    return killed
+
+
+@contextmanager
+def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path, name: str | None = None) -> Iterator[StageRun]:
     """A child run tagged with its stage and key; once the body succeeds its files in `workdir/<stage>-<key>` are
-    logged as artifacts, the run FINISHES, and `run.result` is its Result (no download of what was just written)."""
+    logged as artifacts with their sha256s, the run FINISHES, and `run.result` is its Result (no download of what
+    was just written). A body that raises leaves the run FAILED."""
     folder = workdir / f"{stage}-{key}"
     folder.mkdir(parents=True)
-    with mlflow.start_run(run_name=stage, nested=True, tags={STAGE_TAG: stage, KEY_TAG: key}) as run:
+    with tracked(name or stage, {STAGE_TAG: stage, KEY_TAG: key}, nested=True) as run:
         mlflow.log_params(flat_params(cfg))
         OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
         stage_run = StageRun(run.info.run_id, folder)
-        yield stage_run
+        try:
+            yield stage_run
+        except FloatingPointError as e:  # a diverged loss: the stage, not the user's code, says what happened
+            raise StageFailed(f"{stage}: {e}") from e
+        mlflow.set_tag(SHA_TAG, json.dumps(sha256s(folder)))
         mlflow.log_artifacts(str(folder))
     metrics = MlflowClient().get_run(run.info.run_id).data.metrics
     stage_run.result = Result(stage, key, run.info.run_id, folder, False, metrics)
+
+
+def log_datasets(pair) -> None:
+    """A's and B's training splits as MLflow datasets (name, digest, shape) in the open run's Datasets panel."""
+    import mlflow.data  # noqa: PLC0415 (only a run needs it)
+
+    for role in "AB":
+        data = pair[role]
+        inputs = mlflow.data.from_numpy(data.train.x.numpy(), targets=data.train.y.numpy(), name=f"{role}: {data.name}")
+        mlflow.log_input(inputs, context=f"{role} train")
+
+
+PACKAGES = ("crossprune", "torch", "pytorch-lightning", "torchmetrics", "torch-pruning", "mlflow", "hydra-core",
+            "omegaconf", "safetensors", "scikit-learn", "numpy", "mnist1d")
+
+
+@functools.cache
+def provenance() -> dict[str, str]:
+    """What code a run ran: the checkout's git commit, whether it had uncommitted changes, the package versions."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {"mlflow.source.git.commit": commit or "unknown", "crossprune.git_dirty": "unknown" if dirty is None else str(bool(dirty)).lower(),
+            "crossprune.versions": json.dumps(versions, sort_keys=True)}
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -139,4 +256,6 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
             out[prefix[:-1]] = str(node)[:6000]
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return {k: v for k, v in out.items() if not k.startswith("study.grids")}  # the whole study: not this run's config
+    noise = lambda k: k.startswith("study.grids") or k.endswith(("._target_", "._partial_"))  # noqa: E731
+    chosen = {k: out[f"{k}._target_"].rpartition(".")[2] for k in ("model", "train.optimizer") if f"{k}._target_" in out}
+    return chosen | {k: v for k, v in out.items() if not noise(k)}  # not the study's arms, not what builds a node

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import mlflow
 import pytorch_lightning as pl
+import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -29,7 +30,7 @@ class Classifier(pl.LightningModule):
         self.teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []  # a list: not a submodule
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
 
-    def training_step(self, batch, _):
+    def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
@@ -38,6 +39,10 @@ class Classifier(pl.LightningModule):
             soft = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(self.teacher[0].to(x.device)(x) / t, 1),
                             reduction="batchmean", log_target=True)
             loss = (1 - alpha) * loss + alpha * t * t * soft  # t² keeps the soft gradients' scale (Hinton et al. 2015)
+        if not torch.isfinite(loss):  # diverged: every later step would only train on NaN
+            lr = getattr(self.optimizer, "keywords", {}).get("lr", "?")
+            raise FloatingPointError(f"the loss became {loss.item()} at epoch {self.current_epoch + 1} of "
+                                     f"{self.trainer.max_epochs}, batch {batch_idx + 1}: train.optimizer.lr={lr} is likely too high")
         self.log("train/loss", loss, on_step=False, on_epoch=True)
         return loss
 

@@ -124,7 +124,8 @@ def design_columns(table: pd.DataFrame) -> list[str]:
 
 
 def parse_params(params: dict[str, str]) -> dict:
-    """MLflow's string params back to numbers, booleans and tuples; `model._target_` becomes `model`."""
+    """MLflow's string params back to numbers, booleans and tuples; `model` (`model._target_` in runs before 0.2)
+    is the model's class name."""
     config = {"model": params["model._target_"].rpartition(".")[2]} if "model._target_" in params else {}
     for key in sorted(params):
         if not any(n in key for n in NOISE):

@@ -1,8 +1,9 @@
 """What every stage shares: the config, the data pair, the dense reference, networks built from the config, and
 the stage cache."""
 
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -10,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from crossprune import tracking
+from crossprune import claims, names, tracking
 from crossprune.data import Pair
 from crossprune.evaluate import Reference, evaluate
 from crossprune.pruning import Mask
@@ -24,6 +25,7 @@ class Context:
     pair: Pair
     workdir: Path  # where stage artifacts are fetched to, for the length of one pipeline
     reference: Reference | None = None  # the dense train_a network's instruments, once train_a has run
+    held: dict = field(default_factory=dict)  # stage key -> this process's claim on it, from cached() to track()
 
     def seed(self, role: str) -> int:
         """Seed torch, numpy and Python for one role; each role draws its own stream from cfg.seed."""
@@ -55,13 +57,38 @@ class Context:
         return tracking.stage_key(stage, *[d.key if isinstance(d, Result) else d for d in depends_on])
 
     def cached(self, stage: str, key: str, tag: str = tracking.KEY_TAG) -> Result | None:
-        """The Result of a FINISHED run whose `tag` is `key` (the stage key by default), unless the cache is off."""
-        run_id = tracking.finished_run(key, tag) if self.cfg.cache else None
-        return tracking.fetch(stage, key, run_id, self.workdir) if run_id else None
+        """The Result of a FINISHED run whose `tag` is `key` (the stage key by default), unless the cache is off.
+        On a miss for a stage key this process claims the key, waiting while another process computes it (then its
+        run is the hit); the claim is held until track() ends."""
+        hit = self.lookup(stage, key, tag)
+        if hit or tag != tracking.KEY_TAG:
+            return hit
+        self.held[key] = claims.claim(key, self.cfg.tracking.uri, self.cfg.tracking.experiment)
+        if hit := self.lookup(stage, key, tag):
+            self.held.pop(key).release()
+        return hit
 
-    def track(self, stage: str, key: str) -> AbstractContextManager[StageRun]:
-        """An open StageRun to fill; once the body succeeds its `result` holds what was logged."""
-        return tracking.stage_run(stage, key, self.cfg, self.workdir)
+    def lookup(self, stage: str, key: str, tag: str) -> Result | None:
+        while run_id := tracking.finished_run(key, tag) if self.cfg.cache else None:
+            if hit := tracking.fetch(stage, key, run_id, self.workdir):
+                return hit  # a damaged run is marked FAILED by fetch: the next newest one is tried
+        return None
+
+    @contextmanager
+    def track(self, stage: str, key: str, data: str | None = None) -> Iterator[StageRun]:
+        """An open StageRun to fill (`data`: what it scored on, for its name); once the body succeeds its `result`
+        holds what was logged. The key's claim ends with it, whatever happens."""
+        try:
+            with tracking.stage_run(stage, key, self.cfg, self.workdir, names.stage_name(stage, self.cfg, data)) as run:
+                yield run
+        finally:
+            self.release(key)
+
+    def release(self, *keys: str) -> None:
+        """Give up this process's claims on `keys` (all of them by default)."""
+        for key in keys or list(self.held):
+            if claim := self.held.pop(key, None):
+                claim.release()
 
     def evaluate(self, net: nn.Module, classes: tuple) -> dict[str, float]:
         """Every test-split metric of `net` (head label space `classes`), measured against the dense reference."""

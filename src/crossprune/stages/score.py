@@ -15,7 +15,7 @@ def run(ctx: Context, source: Result, data: str | None = None) -> Result:
     key = ctx.key("score", source, cfg.criterion, scoring, cfg.prune.include_bias, cfg.prune.include_head)
     if hit := ctx.cached("score", key):
         return hit
-    with ctx.track("score", key) as run:
+    with ctx.track("score", key, data) as run:
         ctx.seed("score")
         net = ctx.load_net(source, ctx.scored_classes)
         scores, fitted = compute_scores(net, prunable(net, cfg.prune), cfg, pair, ctx.scored_classes, data)

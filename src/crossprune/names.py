@@ -1,0 +1,47 @@
+"""Run names and descriptions a person can tell apart in the MLflow UI: a parent by what its sweep varies, a stage
+by what it depends on, and each parent's description linking every stage run it used."""
+
+import os
+
+from omegaconf import DictConfig
+
+VARIES_ENV = "CROSSPRUNE_SWEEP_VARIES"  # set in each job by the study sweeper: the keys its sweep varies
+
+SHOWN = ("pair", "criterion", "score.data", "prune.sparsity", "seed")  # always in the name, whatever the sweep
+HIDDEN = ("study", "tracking.", "summary", "hydra", "trainer.progress_bar", "stages", "cache")  # not the experiment
+
+
+def criterion(cfg: DictConfig, data: str | None = None) -> str:
+    """`taylor@B`: the criterion and the data it scored on (none for data-free criteria)."""
+    return cfg.criterion.name if cfg.criterion.data_free else f"{cfg.criterion.name}@{data or cfg.score.data}"
+
+
+def sparsity(cfg: DictConfig) -> str:
+    return f"s={cfg.prune.sparsity:g}" + (" structured" if cfg.prune.kind == "structured" else "")
+
+
+def parent_name(cfg: DictConfig, overrides: list[str] = ()) -> str:
+    """`digits_split · taylor@B · s=0.9 · seed 1`, plus the other values its sweep varies (e.g. a study's arms), or
+    outside a sweep the other values its command line sets."""
+    varies = os.environ.get(VARIES_ENV)
+    own = [o.lstrip("+~") for o in overrides if "=" in o]
+    extra = [o for o in own if not o.startswith((*SHOWN, *HIDDEN)) and (varies is None or o.split("=")[0] in varies.split())]
+    return " · ".join([cfg.pair.name, criterion(cfg), sparsity(cfg), *extra, f"seed {cfg.seed}"])
+
+
+def stage_name(stage: str, cfg: DictConfig, data: str | None = None) -> str:
+    """`prune · taylor@B · s=0.9 · seed 1`: the stage and the values its own result depends on."""
+    pruned = [criterion(cfg, data), sparsity(cfg)]
+    own = {"train_a": [cfg.pair.a.name], "teacher_b": [cfg.pair.name], "score": [criterion(cfg, data)], "prune": pruned,
+           "finetune_b": pruned, "scratch_b_dense": [cfg.pair.name], "scratch_b_sparse": pruned}[stage]
+    return " · ".join([stage, *own, f"seed {cfg.seed}"])
+
+
+def description(name: str, experiment_id: str, results: list, metric: str = "B/acc") -> str:
+    """Markdown for the parent's description: its name and a table linking each stage run, cached or not."""
+    def row(r) -> str:
+        link = f"[{r.run_id[:8]}](#/experiments/{experiment_id}/runs/{r.run_id})"
+        value = f"{r.metrics[metric]:.3f}" if metric in r.metrics else "—"
+        return f"| {r.stage} | {link} | {'cached' if r.cached else 'ran'} | {value} |"
+
+    return "\n".join([f"**{name}**", "", f"| stage | run | | {metric} |", "|---|---|---|---|", *map(row, results)])
