@@ -184,3 +184,23 @@ def test_a_claim_in_the_store_waits_for_its_holder_and_outlives_a_dead_one(tmp_p
     dead = MlflowClient().get_run(got[0].run_id)
     assert dead.info.status == "FAILED" and "lease expired" in dead.data.tags[claims.FAILURE_TAG]
     third.release()
+
+
+def test_ctrl_c_marks_the_open_runs_killed_in_one_line(tmp_path):
+    """SIGINT while train_a trains: exit 130, one line saying so, the parent and the stage run KILLED."""
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    run = subprocess.Popen([CLI, *TINY, "train_a.epochs=500"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and run.poll() is None:
+        running = [r for r in runs_of(uri) if r.info.status == "RUNNING"] if (tmp_path / "mlruns/mlflow.db").exists() else []
+        if any(r.data.tags.get(STAGE_TAG) == "train_a" for r in running):
+            break
+        time.sleep(0.2)
+    time.sleep(1)  # inside fit
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr[-3000:]
+    assert [line for line in stderr.splitlines() if line.strip()] == ["crossprune: interrupted: 2 open run(s) marked KILLED"]
+    assert sorted(r.info.status for r in runs_of(uri)) == ["KILLED", "KILLED"]

@@ -39,8 +39,10 @@ def connect(tracking: DictConfig) -> None:
     """Point MLflow at the store, create it (once, under a lock) if new, and mark the runs of dead processes FAILED.
     A new experiment on a local sqlite store keeps its artifacts beside the database unless tracking.artifacts says."""
     uri, folder = tracking.uri, claims.sqlite_folder(tracking.uri)
-    mlflow.set_tracking_uri(uri)
     with claims.FileClaim(folder / "locks" / "store.lock") if folder else nullcontext():  # MLflow's migration races
+        if folder:
+            create_sqlite_store(Path(uri.removeprefix("sqlite:///")))
+        mlflow.set_tracking_uri(uri)
         client = MlflowClient()
         if client.get_experiment_by_name(tracking.experiment) is None:
             artifacts = Path(tracking.artifacts or folder / "artifacts").resolve().as_uri() if folder else tracking.artifacts
@@ -50,6 +52,16 @@ def connect(tracking: DictConfig) -> None:
     dead = claims.mark_dead_runs(client, [experiment.experiment_id, *([claimed.experiment_id] if claimed else [])])
     if dead:
         say(f"marked {dead} run(s) of processes that died FAILED (tag {claims.FAILURE_TAG} says why)")
+
+
+def create_sqlite_store(db: Path) -> None:
+    """Create and migrate a new sqlite store under a temporary name, then move it into place: a process killed
+    while MLflow migrates leaves no half-made store behind."""
+    if db.exists():
+        return
+    making = db.with_name(f".{db.name}.{os.getpid()}.new")
+    MlflowClient(f"sqlite:///{making}").search_experiments(max_results=1)  # MLflow creates the tables on first use
+    os.replace(making, db)
 
 
 def say(line: str) -> None:
@@ -173,8 +185,10 @@ def tracked(run_name: str, tags: dict[str, str], nested: bool = False) -> Iterat
         OPEN_RUNS.add(run.info.run_id)
         try:
             yield run
-        finally:
-            OPEN_RUNS.discard(run.info.run_id)
+        except Exception:
+            OPEN_RUNS.discard(run.info.run_id)  # FAILED, as MLflow marks it
+            raise
+        OPEN_RUNS.discard(run.info.run_id)  # (an interrupt leaves it open, for kill_open_runs)
 
 
 def kill_open_runs() -> int:
