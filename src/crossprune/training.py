@@ -2,6 +2,7 @@
 
 import logging
 import tempfile
+from collections import defaultdict
 import warnings
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
+from crossprune import figures
 from crossprune.data import Split
 
 logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no banner about absent GPUs on every fit
@@ -59,11 +61,13 @@ class EpochMetrics(pl.Callback):
     """One batched MLflow call per epoch (per-step calls cost ms each on sqlite, more on a server)."""
 
     def __init__(self, first_step: int):
-        self.first_step = first_step
+        self.first_step, self.history = first_step, defaultdict(list)
 
     def on_train_epoch_end(self, trainer, _):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         mlflow.log_metrics(metrics, step=self.first_step + trainer.current_epoch)
+        for k, v in metrics.items():
+            self.history[k].append(v)
 
 
 def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, first_step: int = 0,
@@ -81,7 +85,7 @@ def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, 
             devices=cfg.trainer.devices,
             deterministic=cfg.trainer.deterministic,
             enable_progress_bar=cfg.trainer.progress_bar,
-            callbacks=[EpochMetrics(first_step)],
+            callbacks=[epochs_logged := EpochMetrics(first_step)],
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
@@ -89,4 +93,5 @@ def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, 
             default_root_dir=root,
         )
         trainer.fit(module, loader(train, True), loader(val, False))
+    figures.log(cfg, "curves" if first_step == 0 else f"curves_from_epoch_{first_step}", figures.curves, epochs_logged.history, first_step)
     return net.cpu()

@@ -4,6 +4,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from crossprune import figures
 from crossprune.diagnostics import mask_iou, spearman
 from crossprune.pruning import Mask, plain_state_dict, prunable, select
 from crossprune.pruning.structured import count, latency_ms, remove_channels
@@ -37,6 +38,8 @@ def run(ctx: Context, scored: Result, on_a: Result, on_b: Result) -> Result:
                 kind=p.kind, order=cfg.order, agreement_runs=f"{on_a.run_id},{on_b.run_id}")
         run.save("model", plain_state_dict(net))
         run.log(ctx.evaluate(net, ctx.scored_classes) | metrics | agreement(on_a.load("scores"), on_b.load("scores"), p))
+        per_layer = {k.removeprefix("sparsity/"): v for k, v in metrics.items() if k.startswith("sparsity/")}
+        figures.log(cfg, "layer_sparsity", figures.layer_sparsity, per_layer)
     return run.result
 
 

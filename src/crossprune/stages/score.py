@@ -1,6 +1,7 @@
 """score: importance scores of the network about to be pruned, on A, on B or on a mix (ignored by data-free
 criteria). That network is train_a's, or teacher_b's when the order is finetune_then_prune."""
 
+from crossprune import figures
 from crossprune.pruning import prunable
 from crossprune.scoring import compute_scores, score_data
 from crossprune.stages.context import Context
@@ -23,6 +24,7 @@ def run(ctx: Context, source: Result, data: str | None = None) -> Result:
         run.tag(criterion=cfg.criterion.name, score_data=data, data_free=cfg.criterion.data_free,
                 score_head="+".join(f"fitted_{t}" for t in fitted) or "model", order=cfg.order)
         run.save("scores", scores)
+        figures.log(cfg, "scores", figures.score_histograms, scores)
         run.save("model", net.state_dict())  # the scored weights beside their scores, for inspection
         run.log({k: v for k, v in source.metrics.items() if k.startswith(("A/", "B/"))})  # the scored model is source's
     return run.result
