@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
@@ -70,6 +70,12 @@ class EpochMetrics(pl.Callback):
             self.history[k].append(v)
 
 
+def trainer_options(cfg: DictConfig) -> dict:
+    """The Lightning Trainer options set under `trainer.*` (null: Lightning's default); the stages own the rest."""
+    options = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return {k: v for k, v in options.items() if v is not None and k != "progress_bar"}
+
+
 def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, first_step: int = 0,
         teacher: nn.Module | None = None, distill: DictConfig | None = None) -> nn.Module:
     """Train `net` in place on `train` for `epochs`, validating on `val` each epoch; returns it on the CPU.
@@ -81,10 +87,8 @@ def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, 
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(
             max_epochs=epochs,
-            accelerator=cfg.trainer.accelerator,
-            devices=cfg.trainer.devices,
-            deterministic=cfg.trainer.deterministic,
             enable_progress_bar=cfg.trainer.progress_bar,
+            **trainer_options(cfg),
             callbacks=[epochs_logged := EpochMetrics(first_step)],
             logger=False,
             enable_checkpointing=False,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from crossprune import claims, names, tracking
@@ -17,6 +17,7 @@ from crossprune.evaluate import Reference, evaluate
 from crossprune.pruning import Mask
 from crossprune.seeds import role_seed
 from crossprune.tracking import Result, StageRun
+from crossprune.training import trainer_options
 
 
 @dataclass
@@ -52,6 +53,11 @@ class Context:
 
     def load_mask(self, result: Result) -> Mask | None:
         return Mask.load(result.files / "masks.safetensors") if result.has("masks") else None
+
+    @property
+    def training(self) -> dict:
+        """What a training stage's result depends on beyond its epochs: the optimisation and the Trainer options."""
+        return {"train": OmegaConf.to_container(self.cfg.train, resolve=True), "trainer": trainer_options(self.cfg)}
 
     def key(self, stage: str, *depends_on) -> str:
         return tracking.stage_key(stage, *[d.key if isinstance(d, Result) else d for d in depends_on])

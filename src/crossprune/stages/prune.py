@@ -18,7 +18,8 @@ from crossprune.validate import check_collapse
 def run(ctx: Context, scored: Result, on_a: Result, on_b: Result) -> Result:
     """Prune the network `scored` scored; `on_a`/`on_b` are the same scoring on A and on B, to compare masks."""
     cfg, p = ctx.cfg, ctx.cfg.prune
-    key = ctx.key("prune", scored, on_a, on_b, p, cfg.control)
+    trains = p.rounds > 1 and p.round_epochs > 0  # between rounds
+    key = ctx.key("prune", scored, on_a, on_b, p, cfg.control, ctx.training if trains else None)
     if hit := ctx.cached("prune", key):
         return hit
     with ctx.track("prune", key) as run:

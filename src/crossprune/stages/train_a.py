@@ -9,7 +9,7 @@ from crossprune.training import fit
 
 def run(ctx: Context) -> Result:
     cfg, a = ctx.cfg, ctx.pair.a
-    weights_key = ctx.key("train_a.weights", cfg.pair.a, cfg.model, cfg.train, cfg.train_a, cfg.seed)
+    weights_key = ctx.key("train_a.weights", cfg.pair.a, cfg.model, ctx.training, cfg.train_a, cfg.seed)
     key = ctx.key("train_a", weights_key, cfg.pair.b, cfg.eval)  # the run also evaluates on B
     if hit := ctx.cached("train_a", key):
         ctx.reference = Reference.of(ctx.load_net(hit, a.classes), ctx.pair, Reference.heads_from(hit.load("heads")))

@@ -16,7 +16,7 @@ def teacher_b(ctx: Context, trained: Result) -> Result:
     """The dense train_a network fine-tuned on B with finetune_b's budget: the distillation teacher, and the
     network that finetune_then_prune scores and prunes."""
     cfg = ctx.cfg
-    key = ctx.key("teacher_b", trained, cfg.finetune_b.epochs, cfg.finetune_b.head, cfg.train)
+    key = ctx.key("teacher_b", trained, cfg.finetune_b.epochs, cfg.finetune_b.head, ctx.training)
     return train_b(ctx, "teacher_b", key, init=trained, classes=ctx.pair.a.classes, head=cfg.finetune_b.head)
 
 
@@ -25,19 +25,19 @@ def finetune_b(ctx: Context, pruned: Result, teacher: Result | None) -> Result:
     head kept or re-initialised per finetune_b.head (kept when it was already fine-tuned on B)."""
     cfg, distill = ctx.cfg, ctx.cfg.finetune_b.distill
     head = cfg.finetune_b.head if cfg.order == "prune_then_finetune" else "keep"
-    key = ctx.key("finetune_b", pruned, teacher, cfg.finetune_b.epochs, head, distill if teacher else None, cfg.train)
+    key = ctx.key("finetune_b", pruned, teacher, cfg.finetune_b.epochs, head, distill if teacher else None, ctx.training)
     return train_b(ctx, "finetune_b", key, init=pruned, classes=ctx.scored_classes, head=head, shape=pruned, teacher=teacher)
 
 
 def scratch_b_dense(ctx: Context, trained: Result) -> Result:
     """Same architecture, fresh init, finetune_b's budget (measured against the dense train_a network)."""
-    key = ctx.key("scratch_b_dense", trained, ctx.cfg.train, ctx.cfg.finetune_b.epochs)
+    key = ctx.key("scratch_b_dense", trained, ctx.training, ctx.cfg.finetune_b.epochs)
     return train_b(ctx, "scratch_b_dense", key)
 
 
 def scratch_b_sparse(ctx: Context, pruned: Result) -> Result:
     """The lottery-ticket control: the prune stage's mask (or its smaller widths) on a fresh init."""
-    key = ctx.key("scratch_b_sparse", pruned, ctx.cfg.train, ctx.cfg.finetune_b.epochs)
+    key = ctx.key("scratch_b_sparse", pruned, ctx.training, ctx.cfg.finetune_b.epochs)
     return train_b(ctx, "scratch_b_sparse", key, shape=pruned)
 
 
