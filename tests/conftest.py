@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient, fluent
 from omegaconf import DictConfig
 
+import crossprune.schema  # noqa: F401  the config's types, in Hydra's ConfigStore before compose()
 from crossprune import pipeline
 from crossprune.tracking import Result
 from crossprune.validate import validate

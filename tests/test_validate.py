@@ -1,8 +1,12 @@
 """Configs that cannot run are refused before training, with one ConfigError naming the problem."""
 
+import io
+import urllib.request
+from types import SimpleNamespace
+
 import pytest
 
-from crossprune import tracking
+from crossprune import store_check, tracking
 from crossprune.validate import ConfigError, LayerCollapse, validate
 
 BAD = {
@@ -44,3 +48,16 @@ def test_stage_keys_change_with_the_code(monkeypatch):
     assert before == tracking.stage_key("score", {"a": 1})
     monkeypatch.setattr(tracking, "code_hash", lambda: "edited")
     assert tracking.stage_key("score", {"a": 1}) != before
+
+
+def test_every_store_mlflow_takes_passes_and_a_server_is_asked_once(tmp_path, monkeypatch):
+    """sqlite in a folder still to be made, other databases, databricks and a server; nothing is created."""
+    asked = []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: asked.append(url) or io.BytesIO(b"OK"))
+    store_check.check_server.cache_clear()
+    uris = [f"sqlite:///{tmp_path}/new/mlflow.db", "sqlite:///:memory:", "postgresql+psycopg2://u@host/db", "mysql://host/db",
+            "databricks", "https://mlflow.example.org", "https://mlflow.example.org"]
+    for uri in uris:
+        store_check.check_store(SimpleNamespace(uri=uri))
+    assert asked == ["https://mlflow.example.org/health"]  # a sweep's jobs ask once
+    assert list(tmp_path.iterdir()) == []

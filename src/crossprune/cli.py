@@ -12,10 +12,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+import crossprune.schema  # noqa: F401  the config's types, in Hydra's ConfigStore before anything is composed
 from crossprune.errors import composing
 from crossprune.errors import stop_on_bad_input as stop_with
 from crossprune.sweeper import jobs_of
-from crossprune.validate import validate
 
 stop_on_bad_input = partial(stop_with, "crossprune")
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
@@ -24,6 +24,7 @@ CONF = str(Path(__file__).resolve().parents[2] / "conf")
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> None:
     from crossprune import pipeline, summary  # heavy imports (mlflow, lightning) only once the config is known to be good
+    from crossprune.validate import validate
 
     hydra_cfg = HydraConfig.get()
     sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
@@ -49,7 +50,10 @@ def preflight(argv: list[str]) -> None:
             fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group.startswith(("study", "hydra"))]
             jobs = jobs_of(compose("config", overrides=fixed, return_hydra_config=True), args.overrides)
         for overrides in jobs:
-            validate(compose("config", overrides=list(overrides)))
+            cfg = compose("config", overrides=list(overrides))
+            from crossprune.validate import validate  # torch, scikit-learn: once a job composes, so a typo is told at once
+
+            validate(cfg)
 
 
 def main() -> None:

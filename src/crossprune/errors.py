@@ -1,13 +1,21 @@
 """Bad input: one exception whose message is the one line the user sees, and how the commands show it (light: no
 torch, no mlflow)."""
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from hydra.errors import MissingConfigException
+from hydra.errors import MissingConfigException, OverrideParseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 from rich.console import Console
 from rich.markup import escape
+
+from crossprune.schema import unknown_key_message
+
+# What an OmegaConf type error says was expected, in plain words.
+EXPECTED = {"to Integer": "an integer", "to Float": "a number", "not a valid bool": "true or false",
+            "ListConfig, list or tuple": "a list"}
 
 
 class ConfigError(ValueError):
@@ -28,6 +36,8 @@ def stop_on_bad_input(prog: str, check, *args):
     try:
         return check(*args)
     except ConfigError as e:  # escaped: a [..] in a message is text, not rich markup
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":  # as Hydra does: the whole traceback, for debugging
+            raise
         Console(stderr=True, soft_wrap=True).print(f"[bold red]{prog}:[/] {escape(str(e))}", highlight=False)
         sys.exit(2)
 
@@ -40,7 +50,32 @@ def composing() -> Iterator[None]:
     except MissingConfigException as e:
         missing = first_line(e).removeprefix("In 'config': ")
         raise ConfigError(f"{missing} (options: {', '.join(e.options or [])})") from e
+    except OverrideParseException as e:  # its message says where the grammar broke, not in which override
+        raise ConfigError(f"{e.override}: {one_line(e)}") from e
     except (ConfigError, KeyboardInterrupt):
         raise
-    except Exception as e:  # Hydra's own message (a misspelt key, bad override syntax), on one line
-        raise ConfigError(one_line(e)) from e
+    except Exception as e:  # a wrong type or unknown key named as OmegaConf names it, else Hydra's message on one line
+        raise ConfigError(schema_message(omegaconf_cause(e)) or one_line(e)) from e
+
+
+def omegaconf_cause(e: BaseException) -> OmegaConfBaseException | None:
+    """The OmegaConf error behind Hydra's composition error, which names the full key (Hydra's own line does not)."""
+    while e is not None and not isinstance(e, OmegaConfBaseException):
+        e = e.__cause__ or e.__context__
+    return e
+
+
+def schema_message(e: OmegaConfBaseException | None) -> str | None:
+    """A value of the wrong type or a key the schema lacks, as one line naming the key; None for anything else."""
+    key = getattr(e, "full_key", None)
+    if not key:
+        return None
+    if isinstance(e, ValidationError):
+        expected = next((v for k, v in EXPECTED.items() if k in first_line(e)), None)
+        if expected is None:
+            return f"{key}: {first_line(e)}"
+        example = f", e.g. {key}=[{e.value}]" if expected == "a list" else ""
+        return f"{key} must be {expected}{example}, got {e.value!r}"
+    if isinstance(e, ConfigAttributeError | ConfigKeyError) and "is not in struct" not in first_line(e):
+        return unknown_key_message(key)  # a typed node: appending with + is refused too, so Hydra's advice is wrong
+    return None

@@ -7,6 +7,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+import crossprune.schema  # noqa: F401  the config's types in the ConfigStore: Hydra imports this module (through the
+# study sweeper plugin) before it composes anything, so every composition finds them, the tests' and scripts' too
+
 
 def study_jobs(params: dict, grids: dict, arguments: list[str], parser: OverridesParser | None = None) -> list[list[str]]:
     """Every job's overrides: each grid of `study.grids` crossed with hydra.sweeper.params, the command line winning

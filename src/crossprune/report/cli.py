@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crossprune.errors import ConfigError, composing, stop_on_bad_input
+from crossprune.schema import unknown_key_message, unknown_keys  # importing it registers the config's types
 
 CONF = str(Path(__file__).resolve().parents[3] / "conf")
 COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not measurable": "magenta"}
@@ -63,7 +64,9 @@ def preflight(argv: list[str]) -> None:
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_dir:
         return
     with composing(), initialize_config_dir(CONF, version_base="1.3"):
-        compose("config", overrides=list(args.overrides))
+        unknown = unknown_keys(compose("config", overrides=list(args.overrides)))
+    if unknown:
+        raise ConfigError(unknown_key_message(unknown[0]))
 
 
 def main() -> None:

@@ -1,0 +1,185 @@
+"""The config's types: Hydra structured configs, stored in the ConfigStore as `schema`, the base of conf/config.yaml.
+
+Values and their comments stay in conf/; these dataclasses say only what type each key takes (light: no torch)."""
+
+import difflib
+from dataclasses import dataclass, field, is_dataclass
+from typing import Any, get_type_hints
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+Open = Any  # a node whose keys differ from file to file (the arguments of a _target_): pair, model, criterion, control
+
+
+@dataclass
+class Train:
+    batch_size: int = MISSING
+    optimizer: Open = MISSING  # a partial torch.optim class: its keys are the optimizer's own
+
+
+@dataclass
+class TrainA:
+    epochs: int = MISSING
+
+
+@dataclass
+class Score:
+    data: str = MISSING
+    mix: float = MISSING
+    batches: int = MISSING
+    batch_size: int = MISSING
+
+
+@dataclass
+class Distill:
+    alpha: float = MISSING
+    temperature: float = MISSING
+
+
+@dataclass
+class FinetuneB:
+    epochs: int = MISSING
+    head: str = MISSING
+    distill: Distill = field(default_factory=Distill)
+
+
+@dataclass
+class Probe:
+    C: float = MISSING
+    max_iter: int = MISSING
+
+
+@dataclass
+class Eval:
+    probe: Probe = field(default_factory=Probe)
+
+
+@dataclass
+class Trainer:
+    """Lightning Trainer options; null = Lightning's default. The stages own the rest (epochs, callbacks, logging,
+    checkpoints), so those are not here."""
+
+    accelerator: str = MISSING
+    devices: Any = MISSING  # a count, a list of ids or auto, as Lightning takes it
+    deterministic: bool = MISSING
+    progress_bar: bool = MISSING
+    precision: Any = None  # 32-true, 16-mixed, bf16-mixed, 64, …
+    strategy: str | None = None
+    num_nodes: int | None = None
+    max_time: Any = None  # DD:HH:MM:SS or {hours: 1}: a training stage's wall-clock limit
+    max_steps: int | None = None
+    min_epochs: int | None = None
+    min_steps: int | None = None
+    limit_train_batches: Any = None  # a fraction or a count
+    limit_val_batches: Any = None
+    overfit_batches: Any = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int | None = None
+    log_every_n_steps: int | None = None
+    accumulate_grad_batches: int | None = None
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str | None = None  # norm | value
+    benchmark: bool | None = None
+    inference_mode: bool | None = None
+    use_distributed_sampler: bool | None = None
+    profiler: str | None = None  # simple | advanced | pytorch
+    detect_anomaly: bool | None = None
+    barebones: bool | None = None
+    sync_batchnorm: bool | None = None
+    reload_dataloaders_every_n_epochs: int | None = None
+
+
+@dataclass
+class Tracking:
+    uri: str = MISSING
+    experiment: str = MISSING
+    artifacts: str | None = None  # null: beside a local sqlite database, <its folder>/artifacts
+    figures: bool = True  # training curves, score histograms, per-layer sparsity as images on each stage run
+
+
+@dataclass
+class Study:
+    name: str | None = MISSING
+    grids: dict[str, Any] = MISSING
+
+
+@dataclass
+class Report:
+    out: str | None = MISSING
+    min_effect: float = MISSING
+    confidence: float = MISSING
+
+
+@dataclass
+class Prune:
+    kind: str = MISSING
+    sparsity: float = MISSING
+    scope: str = MISSING
+    layers: list[str] = MISSING
+    max_layer_sparsity: float | None = MISSING
+    allow_layer_collapse: bool = MISSING
+    include_bias: bool = MISSING
+    include_head: bool = MISSING
+    rounds: int = MISSING
+    round_epochs: int = MISSING
+    round_data: str = MISSING
+
+
+@dataclass
+class Config:
+    pair: Open = MISSING
+    model: Open = MISSING
+    criterion: Open = MISSING
+    prune: Prune = field(default_factory=Prune)
+    control: Open = MISSING
+    seed: int = MISSING
+    data_seed: int = MISSING
+    stages: list[str] = MISSING
+    order: str = MISSING
+    cache: bool = MISSING
+    train: Train = field(default_factory=Train)
+    train_a: TrainA = field(default_factory=TrainA)
+    score: Score = field(default_factory=Score)
+    finetune_b: FinetuneB = field(default_factory=FinetuneB)
+    eval: Eval = field(default_factory=Eval)
+    trainer: Trainer = field(default_factory=Trainer)
+    tracking: Tracking = field(default_factory=Tracking)
+    study: Study = field(default_factory=Study)
+    report: Report = field(default_factory=Report)
+    summary: str | None = MISSING
+
+
+ConfigStore.instance().store(name="schema", node=Config)
+
+
+def typed_keys(kind: type = Config) -> dict[str, type]:
+    """Full name -> type of every key the schema declares, nested nodes included."""
+    keys = {}
+    for name, hint in get_type_hints(kind).items():
+        keys[name] = hint
+        if is_dataclass(hint):
+            keys |= {f"{name}.{k}": t for k, t in typed_keys(hint).items()}
+    return keys
+
+
+def unknown_keys(cfg: DictConfig, kind: type = Config, prefix: str = "") -> list[str]:
+    """Full names of the keys in the typed nodes of `cfg` that the schema does not declare: Hydra adds a
+    `+key=value` to a structured config unchecked."""
+    hints = get_type_hints(kind)
+    found = []
+    for key in cfg.keys():
+        if key not in hints:
+            found += [] if f"{prefix}{key}" == "hydra" else [f"{prefix}{key}"]  # Hydra's own node sits at the root
+        elif is_dataclass(hints[key]) and isinstance(cfg[key], DictConfig):
+            found += unknown_keys(cfg[key], hints[key], f"{prefix}{key}.")
+    return found
+
+
+def unknown_key_message(name: str) -> str:
+    """The line for a key no typed node has, with the nearest one that exists."""
+    parent, _, key = name.rpartition(".")
+    siblings = [k.rpartition(".")[2] for k in typed_keys() if k.rpartition(".")[0] == parent]
+    close = difflib.get_close_matches(key, siblings, n=1)
+    hint = f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else f"keys here: {', '.join(siblings)}"
+    return f"unknown key {name} ({hint})"

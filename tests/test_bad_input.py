@@ -1,0 +1,150 @@
+"""Bad input, as a user types it: one line on stderr naming the key, exit status 2, nothing run and nothing written.
+
+The cases call the commands' main() in this process (a subprocess costs seconds of imports each); one test runs the
+real console script to show it behaves the same."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+
+from crossprune import cli
+from crossprune.report import cli as report_cli
+
+ROOT = os.geteuid() == 0  # root writes through any mode bits: an unwritable folder is one under /proc
+GPU = torch.cuda.is_available()
+
+# id: (arguments, what the one line says). {tmp} is the test's own folder (the working directory), {locked} a folder
+# there that cannot be written.
+BAD = {
+    "unknown_pair": (["pair=nope"], "Could not find 'pair/nope' (options: digits_permute"),
+    "unknown_criterion": (["criterion=nope"], "Could not find 'criterion/nope'"),
+    "sparsity_1": (["prune.sparsity=1.0"], "prune.sparsity must be in [0, 1), got 1.0"),
+    "sparsity_negative": (["prune.sparsity=-0.1"], "prune.sparsity must be in [0, 1), got -0.1"),
+    "model_too_deep": (["model=cnn", "model.channels=[8,8,8,8]"], "model CNN does not fit pair digits_split (model.channels="),
+    "sweep_last_bad": (["-m", "prune.sparsity=0.5,1.5"], "prune.sparsity must be in [0, 1), got 1.5"),
+    "layer_collapse": (["prune.include_bias=true", "prune.scope=layerwise", "prune.sparsity=0.999"], "prune.allow_layer_collapse=true"),
+    "stages_not_a_list": (["stages=prune"], "stages must be a list, e.g. stages=[prune]"),
+    "stage_unknown": (["stages=[prune,nope]"], "stages must be a non-empty list of"),
+    "study_point_bad": (["-m", "study=capacity", "pair.severity=7", "pair.num_samples=600"], "severity must be in [0, 1], got 7"),
+    "ordered_on_a": (["order=finetune_then_prune", "criterion=taylor"], "set score.data=B"),
+    "hidden_empty": (["model.hidden=[]"], "model.hidden=[] leaves the model no layer to prune"),
+    "hidden_zero": (["model.hidden=[0]"], "model.hidden must hold widths >= 1"),
+    "kernel_zero": (["model=cnn", "model.kernel_size=0"], "model CNN does not fit pair digits_split (model.channels=[16, 32], model.kernel_size=0)"),
+    "model_option_unknown": (["+model.foo=1"], "model.foo=1): Error in call to target 'crossprune.models.mlp.MLP'"),
+    "criterion_option_unknown": (["+criterion.score.bogus=1"], "criterion.score of criterion magnitude cannot be built: got an unexpected keyword argument 'bogus'"),
+    "probe_C_negative": (["eval.probe.C=-1"], "eval.probe.C must be > 0"),
+    "probe_max_iter_0": (["eval.probe.max_iter=0"], "eval.probe.max_iter must be >= 1"),
+    "batch_size_0": (["train.batch_size=0"], "train.batch_size must be >= 1, got 0"),
+    "epochs_float": (["train_a.epochs=1.5"], "train_a.epochs must be an integer, got 1.5"),
+    "epochs_text": (["train_a.epochs=abc"], "train_a.epochs must be an integer, got 'abc'"),
+    "seed_text": (["seed=abc"], "seed must be an integer, got 'abc'"),
+    "seed_negative": (["seed=-1"], "seed must be an integer >= 0, got -1"),
+    "alpha_text": (["finetune_b.distill.alpha=x"], "finetune_b.distill.alpha must be a number"),
+    "cache_not_bool": (["cache=maybe"], "cache must be true or false"),
+    "score_data": (["score.data=C"], "score.data must be A, B or mix, got C"),
+    "score_mix": (["score.mix=2"], "score.mix must be in [0, 1]"),
+    "scope_unknown": (["prune.scope=nope"], "prune.scope must be one of global, layerwise, row, layers"),
+    "layers_not_a_list": (["prune.layers=layers.0"], "prune.layers must be a list, e.g. prune.layers=[layers.0]"),
+    "prune_key_added": (["+prune.sparsty=0.5"], "unknown key prune.sparsty (did you mean prune.sparsity?)"),
+    "prune_key_misspelt": (["prune.sparsty=0.5"], "unknown key prune.sparsty (did you mean prune.sparsity?)"),
+    "top_key_added": (["+nonsense=1"], "unknown key nonsense"),
+    "typed_key_added": (["+train.momentum=0.9"], "unknown key train.momentum"),
+    "override_syntax": (["prune.sparsity=["], "prune.sparsity=[: "),
+    "optimizer_lr": (["train.optimizer.lr=-1"], "train.optimizer cannot be built: Invalid learning rate: -1"),
+    "optimizer_option_unknown": (["+train.optimizer.foo=1"], "train.optimizer cannot be built: Adam.__init__() got an unexpected keyword argument 'foo'"),
+    "optimizer_class": (["train.optimizer._target_=torch.optim.Adamm"], "train.optimizer cannot be built: Error locating target 'torch.optim.Adamm'"),
+    "accelerator_gpu": (["trainer.accelerator=gpu"], "trainer.accelerator=gpu: no GPU on this machine (torch.cuda.is_available() is False)"),
+    "accelerator_unknown": (["trainer.accelerator=tpu"], "trainer.accelerator must be one of auto, cpu, gpu, cuda, mps, got tpu"),
+    "devices_text": (["trainer.devices=abc"], "trainer.devices must be a count (1), a list of device ids ([0, 1]) or auto"),
+    "devices_ids_on_cpu": (["trainer.devices=[0,1]"], "trainer.devices on cpu is a count of processes"),
+    "deterministic_text": (["trainer.deterministic=warn"], "trainer.deterministic must be true or false"),
+    "summary_in_proc": (["summary=/proc/nope/s.json"], "summary=/proc/nope/s.json cannot be written"),
+    "summary_under_a_file": (["summary=/etc/passwd/s.json"], "summary=/etc/passwd/s.json cannot be written: /etc/passwd is a file"),
+    "summary_is_a_folder": (["summary={tmp}"], "is a folder, not a file"),
+    "report_out_in_proc": (["report.out=/proc/x"], "report.out=/proc/x cannot be written"),
+    "store_plain_path": (["tracking.uri={tmp}/store"], "is a folder, and MLflow keeps runs in a database: use tracking.uri=sqlite:///"),
+    "store_relative_folder": (["tracking.uri=mlruns"], "tracking.uri=mlruns is a folder"),
+    "store_under_a_file": (["tracking.uri=sqlite:////etc/passwd/mlflow.db"], "tracking.uri=sqlite:////etc/passwd/mlflow.db: /etc/passwd is a file"),
+    "store_unwritable": (["tracking.uri=sqlite:///{locked}/mlflow.db"], "tracking.uri=sqlite:///"),
+    "store_server_down": (["tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9 does not answer"),
+    "store_scheme": (["tracking.uri=ftp://host/x"], "tracking.uri=ftp://host/x: MLflow has no store for ftp://"),
+    "experiment_empty": (["tracking.experiment="], "tracking.experiment must be a name"),
+}
+SKIP = {"accelerator_gpu": GPU}
+
+
+@pytest.fixture(autouse=True)
+def no_hydra_left(monkeypatch):
+    """No Hydra instance carries over from one case to the next; no traceback asked for."""
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    GlobalHydra.instance().clear()
+    yield
+    GlobalHydra.instance().clear()
+
+
+def locked_folder(tmp_path: Path) -> Path:
+    if ROOT:
+        return Path("/proc/crossprune")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    return locked
+
+
+def run_main(main, prog: str, args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """A command's main() as its console script calls it; its app must never start."""
+    monkeypatch.setattr(sys, "argv", [prog, *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    out = capsys.readouterr()
+    return stop.value.code, out.out, out.err
+
+
+def assert_one_line(code: int, out: str, err: str, prog: str, says: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and out == "", (code, out, err)
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: ") and says in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, says", list(BAD.values()), ids=list(BAD))
+def test_bad_input_is_one_line_and_nothing_runs(request, tmp_path, monkeypatch, capsys, args, says):
+    if SKIP.get(request.node.callspec.id):
+        pytest.skip("this machine has what the case lacks")
+    places = {"tmp": tmp_path, "locked": locked_folder(tmp_path) if any("{locked}" in a for a in args) else None}
+    args = [a.format(**places) for a in args]
+    before = sorted(tmp_path.rglob("*"))
+    monkeypatch.chdir(tmp_path)  # the default store, sqlite:///mlruns/mlflow.db, would land here
+    monkeypatch.setattr(cli, "app", lambda: pytest.fail("the preflight let it through: the app started"))
+    try:
+        assert_one_line(*run_main(cli.main, "crossprune", args, monkeypatch, capsys), "crossprune", says)
+    finally:
+        if places["locked"] and not ROOT:
+            places["locked"].chmod(0o700)
+    assert sorted(tmp_path.rglob("*")) == before  # no mlruns/, no database, no summary, no report
+
+
+@pytest.mark.parametrize("args, says", [(["+nonsense=1"], "unknown key nonsense"), (["study=nope"], "Could not find 'study/nope'"),
+                                        (["report.confidence=high"], "report.confidence must be a number")])
+def test_bad_report_input_is_one_line(tmp_path, monkeypatch, capsys, args, says):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(report_cli, "app", lambda: pytest.fail("the preflight let it through: the app started"))
+    assert_one_line(*run_main(report_cli.main, "crossprune-report", args, monkeypatch, capsys), "crossprune-report", says)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_console_script_says_the_same(tmp_path):
+    """The installed `crossprune`, in a clean environment: a wrong type and a dead server, one line each, exit 2."""
+    script = Path(sys.executable).with_name("crossprune")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != "HYDRA_FULL_ERROR"}
+    cases = {"train_a.epochs=1.5": "train_a.epochs must be an integer", "tracking.uri=http://127.0.0.1:9": "does not answer"}
+    running = {arg: subprocess.Popen([script, arg], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for arg in cases}
+    for arg, process in running.items():
+        out, err = process.communicate(timeout=120)
+        assert_one_line(process.returncode, out, err, "crossprune", cases[arg])
+    assert list(tmp_path.iterdir()) == []
