@@ -22,7 +22,7 @@ CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
-def app(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> float:
     from crossprune import pipeline, summary  # heavy imports (mlflow, lightning) only once the config is known to be good
     from crossprune.validate import validate
 
@@ -33,6 +33,7 @@ def app(cfg: DictConfig) -> None:
     results = stop_on_bad_input(pipeline.run, cfg, pair, sweep, overrides)  # e.g. a global mask that empties a layer
     if sweep is None:  # a sweep prints one table for all its points when it ends
         summary.print_pipeline(cfg, results)
+    return stop_on_bad_input(pipeline.objective, cfg, results)  # what a sweeper that optimises (optuna) reads
 
 
 def preflight(argv: list[str]) -> None:
@@ -44,16 +45,24 @@ def preflight(argv: list[str]) -> None:
         return  # configs beyond conf/: each job is still validated by the app before it trains
     with composing(), initialize_config_dir(CONF, version_base="1.3"):
         jobs = [args.overrides]
-        if args.multirun:
+        if args.multirun and not other_sweeper(args.overrides):
             parsed = OverridesParser.create().parse_overrides(args.overrides)
             # Only the study and Hydra's own settings say what the sweep is; every job is validated below.
             fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group.startswith(("study", "hydra"))]
             jobs = jobs_of(compose("config", overrides=fixed, return_hydra_config=True), args.overrides)
+        elif args.multirun:  # another sweeper (optuna) picks its points as it goes: the app checks each one
+            parsed = OverridesParser.create().parse_overrides(args.overrides)
+            jobs = [[o.input_line for o in parsed if not o.is_sweep_override()]]
         for overrides in jobs:
             cfg = compose("config", overrides=list(overrides))
             from crossprune.validate import validate  # torch, scikit-learn: once a job composes, so a typo is told at once
 
             validate(cfg)
+
+
+def other_sweeper(overrides: list[str]) -> bool:
+    """Whether the command picks a sweeper other than `study` (Hydra's basic sweeper plus study grids)."""
+    return any(o.split("=", 1)[0].lstrip("+~") == "hydra/sweeper" and o.split("=", 1)[-1] not in ("study", "basic") for o in overrides)
 
 
 def main() -> None:

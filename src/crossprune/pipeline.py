@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from crossprune import names, tracking
 from crossprune.data import Pair
+from crossprune.errors import ConfigError
 from crossprune.scoring import score_data
 from crossprune.stages import STAGES, prune, score, train_a, train_b
 from crossprune.stages.context import Context
@@ -59,6 +60,20 @@ def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[s
         Path(cfg.summary).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.summary).write_text(json.dumps({r.stage: r.metrics for r in results}, indent=2, sort_keys=True))
     return results
+
+
+def objective(cfg: DictConfig, results: list[Result]) -> float:
+    """The value of `objective` (`<stage>/<metric>`, e.g. finetune_b/B/acc) in this run: what an optimising sweeper
+    reads; NaN when that stage did not run (only an optimising sweeper reads it)."""
+    stage, _, metric = cfg.objective.partition("/")
+    ran = {r.stage: r.metrics for r in results}
+    if stage not in ran:
+        return float("nan")
+    found = ran[stage]
+    if metric not in found:
+        raise ConfigError(f"objective={cfg.objective}: {stage} has no metric {metric} in this run "
+                          f"(it has {', '.join(sorted(k for k in found if '/' in k)[:12]) or 'no metrics: add it to stages'})")
+    return float(found[metric])
 
 
 def run_stages(ctx: Context, stages: list[str]) -> list[Result]:

@@ -148,6 +148,7 @@ class Config:
     study: Study = field(default_factory=Study)
     report: Report = field(default_factory=Report)
     summary: str | None = MISSING
+    objective: str = MISSING
 
 
 ConfigStore.instance().store(name="schema", node=Config)

@@ -33,6 +33,8 @@ def validate(cfg: DictConfig) -> Pair:
     check_pruning(cfg)
     check_run(cfg)
     check_trainer(cfg.trainer)
+    stage, _, metric = cfg.objective.partition("/")
+    require(stage in STAGES and metric, f"objective must be <stage>/<metric> of one of {', '.join(STAGES)}, e.g. finetune_b/B/acc; got {cfg.objective!r}")
     check_trainer_options(cfg)
     check_model(cfg.model)
     check_output("summary", cfg.summary)
