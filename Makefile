@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/crossprune: pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
+	@echo "Installing crossprune and its dependencies into $(VENV) (first time: about 4 minutes; see README)"
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 

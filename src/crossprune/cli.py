@@ -18,7 +18,7 @@ from crossprune.errors import stop_on_bad_input as stop_with
 from crossprune.sweeper import jobs_of
 
 stop_on_bad_input = partial(stop_with, "crossprune")
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+CONF = str(Path(__file__).resolve().parent / "conf")  # links to the top-level conf/; a wheel holds a copy
 
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")

@@ -15,7 +15,7 @@ from rich.table import Table
 from crossprune.errors import ConfigError, composing, stop_on_bad_input
 from crossprune.schema import unknown_key_message, unknown_keys  # importing it registers the config's types
 
-CONF = str(Path(__file__).resolve().parents[3] / "conf")
+CONF = str(Path(__file__).resolve().parents[1] / "conf")  # the package's conf: the top-level conf/, or a wheel's copy
 COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not measurable": "magenta"}
 
 
