@@ -52,10 +52,22 @@ def test_a_run_prints_the_table_and_the_ui_line(tmp_path):
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
-def test_a_sweep_trains_a_once(tmp_path):
-    """Issue 2's sweep: six pipeline runs, A trained once, magnitude (data-free) scored once for A and B alike."""
-    out = crossprune(tmp_path, "-m", "prune.sparsity=0.5,0.8,0.9", "score.data=A,B", *SHRINK)
+def test_a_sweep_trains_a_once_and_names_its_points(tmp_path):
+    """A sweep of four points: A trained once, magnitude (data-free) scored once for A and B alike, taylor on A and
+    on B (the mask agreement); four parents with distinct names, each describing the six stage runs it used."""
+    out = crossprune(tmp_path, "-m", "prune.sparsity=0.5,0.9", "criterion=magnitude,taylor", *SHRINK)
     assert out.returncode == 0, out.stderr
-    stages = [r.data.tags[STAGE_TAG] for r in store_runs(tmp_path)]
-    assert stages.count("pipeline") == 6 and stages.count("train_a") == 1 and stages.count("score") == 1
-    assert stages.count("prune") == 3 and stages.count("finetune_b") == 3 and stages.count("scratch_b_dense") == 1
+    runs = store_runs(tmp_path)
+    stages = [r.data.tags[STAGE_TAG] for r in runs]
+    assert stages.count("pipeline") == 4 and stages.count("train_a") == 1 and stages.count("score") == 3
+    assert stages.count("prune") == 4 and stages.count("finetune_b") == 4 and stages.count("scratch_b_dense") == 1
+    parents = [r for r in runs if r.data.tags[STAGE_TAG] == "pipeline"]
+    assert sorted(r.info.run_name for r in parents) == [
+        f"digits_split · {c} · s={s} · seed 0" for c in ("magnitude@A", "taylor@A") for s in (0.5, 0.9)]
+    ids = {r.info.run_id for r in runs}
+    for parent in parents:
+        linked = re.findall(r"\]\(#/experiments/\d+/runs/(\w+)\)", parent.data.tags["mlflow.note.content"])
+        assert len(linked) == 6 and set(linked) <= ids
+        assert set(linked) == {v for k, v in parent.data.tags.items() if k.startswith("crossprune.run.")}
+    assert {r.info.run_name for r in runs if r.data.tags[STAGE_TAG] == "score"} == {
+        "score · magnitude · seed 0", "score · taylor@A · seed 0", "score · taylor@B · seed 0"}

@@ -11,9 +11,11 @@ SHOWN = ("pair", "criterion", "score.data", "prune.sparsity", "seed")  # always 
 HIDDEN = ("study", "tracking.", "summary", "hydra", "trainer.progress_bar", "stages", "cache")  # not the experiment
 
 
-def criterion(cfg: DictConfig, data: str | None = None) -> str:
-    """`taylor@B`: the criterion and the data it scored on (none for data-free criteria)."""
-    return cfg.criterion.name if cfg.criterion.data_free else f"{cfg.criterion.name}@{data or cfg.score.data}"
+def criterion(cfg: DictConfig, data: str | None = None, asked: bool = False) -> str:
+    """`taylor@B`: the criterion and the data it scored on (no data for data-free criteria, unless `asked`: the
+    score.data a sweep point set, which tells its parent from its twin on other data)."""
+    plain = cfg.criterion.data_free and not asked
+    return cfg.criterion.name if plain else f"{cfg.criterion.name}@{data or cfg.score.data}"
 
 
 def sparsity(cfg: DictConfig) -> str:
@@ -26,7 +28,7 @@ def parent_name(cfg: DictConfig, overrides: list[str] = ()) -> str:
     varies = os.environ.get(VARIES_ENV)
     own = [o.lstrip("+~") for o in overrides if "=" in o]
     extra = [o for o in own if not o.startswith((*SHOWN, *HIDDEN)) and (varies is None or o.split("=")[0] in varies.split())]
-    return " · ".join([cfg.pair.name, criterion(cfg), sparsity(cfg), *extra, f"seed {cfg.seed}"])
+    return " · ".join([cfg.pair.name, criterion(cfg, asked=True), sparsity(cfg), *extra, f"seed {cfg.seed}"])
 
 
 def stage_name(stage: str, cfg: DictConfig, data: str | None = None) -> str:
