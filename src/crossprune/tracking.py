@@ -46,7 +46,8 @@ def connect(tracking: DictConfig) -> None:
         client = MlflowClient()
         if client.get_experiment_by_name(tracking.experiment) is None:
             artifacts = Path(tracking.artifacts or folder / "artifacts").resolve().as_uri() if folder else tracking.artifacts
-            claims.experiment_id(client, tracking.experiment, artifacts)
+            made = claims.experiment_id(client, tracking.experiment, artifacts)
+            client.set_experiment_tag(made, "mlflow.experimentKind", "custom_model_development")  # UI: training runs
     experiment = mlflow.set_experiment(tracking.experiment)
     claimed = client.get_experiment_by_name(f"{tracking.experiment}.claims")
     dead = claims.mark_dead_runs(client, [experiment.experiment_id, *([claimed.experiment_id] if claimed else [])])
