@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crossprune.errors import ConfigError, composing, stop_on_bad_input
@@ -44,7 +45,7 @@ def report(cfg: DictConfig):
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> None:
     judged, out, run_id = stop_on_bad_input("crossprune-report", report, cfg)
-    table = Table("claim", "pair", f"effect [{cfg.report.confidence:.0%} CI]", "n", "verdict", title=f"study {cfg.study.name}")
+    table = Table("claim", "pair", f"effect [{cfg.report.confidence:.0%} CI]", "n", "verdict", title=escape(f"study {cfg.study.name}"))  # a name may hold [..]: text, not markup
     for r in judged.verdicts.itertuples():
         colour = COLOURS[r.verdict]
         effect = f"{signed(r.effect)} [{signed(r.ci_low)}, {signed(r.ci_high)}]"
