@@ -62,6 +62,16 @@ def runs_of(uri: str) -> list:
     return client.search_runs(ids, max_results=10_000) if ids else []
 
 
+def wait_for(process: subprocess.Popen, cwd: Path, stage: str, status: str, timeout: float = 240) -> None:
+    """Poll the store in `cwd/mlruns` until a `stage` run is in `status` (or the process ends, or time runs out)."""
+    db, deadline = cwd / "mlruns" / "mlflow.db", time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        runs = runs_of(f"sqlite:///{db}") if db.exists() else []
+        if any(r.data.tags.get(STAGE_TAG) == stage and r.info.status == status for r in runs):
+            return
+        time.sleep(0.2)
+
+
 def test_four_processes_starting_together_on_a_fresh_store(tmp_path):
     """Five trials of four processes at the same instant on a new store (two identical, two with other sparsities,
     which share train_a): every one exits 0, a later run exits 0, train_a is trained once, no key has two runs."""
@@ -94,12 +104,7 @@ def test_kill_9_mid_sweep_then_the_same_command_completes(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     sweep = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
-    deadline = time.time() + 240
-    while time.time() < deadline and sweep.poll() is None:
-        done = [r for r in runs_of(uri) if r.info.status == "FINISHED"] if (tmp_path / "mlruns/mlflow.db").exists() else []
-        if any(r.data.tags.get(STAGE_TAG) == "finetune_b" for r in done):
-            break
-        time.sleep(0.2)
+    wait_for(sweep, tmp_path, "finetune_b", "FINISHED")
     assert sweep.poll() is None, "the sweep ended before it could be killed"
     os.killpg(sweep.pid, signal.SIGKILL)
     sweep.wait()
@@ -192,12 +197,7 @@ def test_ctrl_c_marks_the_open_runs_killed_in_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     run = subprocess.Popen([CLI, *TINY, "train_a.epochs=500"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and run.poll() is None:
-        running = [r for r in runs_of(uri) if r.info.status == "RUNNING"] if (tmp_path / "mlruns/mlflow.db").exists() else []
-        if any(r.data.tags.get(STAGE_TAG) == "train_a" for r in running):
-            break
-        time.sleep(0.2)
+    wait_for(run, tmp_path, "train_a", "RUNNING")
     time.sleep(1)  # inside fit
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=60)
