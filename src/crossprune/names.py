@@ -11,6 +11,12 @@ SHOWN = ("pair", "criterion", "score.data", "prune.sparsity", "seed")  # always 
 HIDDEN = ("study", "tracking.", "summary", "hydra", "trainer.progress_bar", "stages", "cache")  # not the experiment
 
 
+def varying(points: list[dict]) -> list[str]:
+    """The keys whose value differs between a sweep's points ({key: value} each), in first-seen order."""
+    keys = dict.fromkeys(k for p in points for k in p)
+    return [k for k in keys if len({p.get(k) for p in points}) > 1]
+
+
 def criterion(cfg: DictConfig, data: str | None = None, asked: bool = False) -> str:
     """`taylor@B`: the criterion and the data it scored on (no data for data-free criteria, unless `asked`: the
     score.data a sweep point set, which tells its parent from its twin on other data)."""

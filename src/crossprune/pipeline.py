@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 from omegaconf import DictConfig
 
-from crossprune import names, tracking
+from crossprune import names, provenance, tracking
 from crossprune.data import Pair
 from crossprune.errors import ConfigError
 from crossprune.scoring import score_data
@@ -80,7 +80,7 @@ def run_stages(ctx: Context, stages: list[str]) -> list[Result]:
     """Run (or reuse) `stages` in order under the open parent run, which then records what each stage gave."""
     cfg = ctx.cfg
     mlflow.log_params(tracking.flat_params(cfg))
-    mlflow.set_tags(tracking.provenance())
+    mlflow.set_tags(provenance.run_tags())
     tracking.log_datasets(ctx.pair)
     done = {"train_a": train_a.run(ctx)}
     if "teacher_b" in stages:

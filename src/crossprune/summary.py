@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crossprune import tracking
+from crossprune.names import varying
 
 STAGE_METRICS = ("A/acc", "A/fixed_head_acc", "B/acc", "B/fixed_head_acc", "sparsity")
 SWEEP_METRICS = ("prune/A/acc", "prune/B/fixed_head_acc", "prune/mask_iou_AB", "finetune_b/B/acc", "scratch_b_dense/B/acc")
@@ -36,8 +37,7 @@ def print_sweep(cfg: DictConfig, sweep: str, since_ms: int) -> None:
     if not runs:
         return
     points = [dict(o.split("=", 1) for o in r.data.tags.get("crossprune.overrides", "").split() if "=" in o) for r in runs]
-    keys = list(dict.fromkeys(k for p in points for k in p if not k.startswith(NOT_SWEPT)))
-    swept = [k for k in keys if len({p.get(k) for p in points}) > 1]  # what the sweep varies, in its own order
+    swept = [k for k in varying(points) if not k.startswith(NOT_SWEPT)]  # what the sweep varies, in its own order
     metrics = [m for m in SWEEP_METRICS if any(m in r.data.metrics for r in runs)]
     headers = [m.replace("/", "\n", 1) for m in metrics]  # stage over metric: narrow columns stay readable
     wide = len(swept) > MAX_COLUMNS  # a study's union of grids varies many keys: one wrapped column of them

@@ -2,13 +2,11 @@
 
 import functools
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
 import shutil
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -140,7 +138,8 @@ def finished_run(key: str, tag: str = KEY_TAG) -> str | None:
 def fetch(stage: str, key: str, run_id: str, workdir: Path) -> Result | None:
     """A cached stage run's Result, its artifacts copied into `workdir/<stage>-<key>` and checked against their
     sha256; None if any is damaged or missing, and then the run is marked FAILED so it is never reused."""
-    run = MlflowClient().get_run(run_id)
+    client = MlflowClient()
+    run = client.get_run(run_id)
     try:
         files = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(workdir / f"{stage}-{key}")))
         problem = damage(files, json.loads(run.data.tags.get(SHA_TAG, "null")))
@@ -148,8 +147,8 @@ def fetch(stage: str, key: str, run_id: str, workdir: Path) -> Result | None:
         problem = f"its artifacts cannot be read ({type(e).__name__})"
     if problem:
         shutil.rmtree(workdir / f"{stage}-{key}", ignore_errors=True)  # the stage runs again into this folder
-        MlflowClient().set_tag(run_id, claims.FAILURE_TAG, f"damaged: {problem}")
-        MlflowClient().set_terminated(run_id, "FAILED")
+        client.set_tag(run_id, claims.FAILURE_TAG, f"damaged: {problem}")
+        client.set_terminated(run_id, "FAILED")
         say(f"the cached {stage} run {run_id} is damaged ({problem}): marked FAILED, running {stage} again")
         return None
     return Result(stage, key, run_id, files, True, run.data.metrics)
@@ -211,9 +210,10 @@ def tracked(run_name: str, tags: dict[str, str], nested: bool = False) -> Iterat
 
 def kill_open_runs() -> int:
     """Mark every run this process left open KILLED (on Ctrl-C); their count."""
+    client, killed = MlflowClient(), len(OPEN_RUNS)
     for run_id in OPEN_RUNS:
-        MlflowClient().set_terminated(run_id, "KILLED")
-    killed, _ = len(OPEN_RUNS), OPEN_RUNS.clear()
+        client.set_terminated(run_id, "KILLED")
+    OPEN_RUNS.clear()
     return killed
 
 
@@ -246,34 +246,6 @@ def log_datasets(pair) -> None:
         data = pair[role]
         inputs = mlflow.data.from_numpy(data.train.x.numpy(), targets=data.train.y.numpy(), name=f"{role}: {data.name}")
         mlflow.log_input(inputs, context=f"{role} train")
-
-
-PACKAGES = ("crossprune", "torch", "pytorch-lightning", "torchmetrics", "torch-pruning", "mlflow", "hydra-core",
-            "omegaconf", "safetensors", "scikit-learn", "numpy", "mnist1d")
-
-
-@functools.cache
-def provenance() -> dict[str, str]:
-    """What code a run ran: the checkout's git commit, whether it had uncommitted changes, the package versions."""
-    root = Path(__file__).resolve().parents[2]
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return {"mlflow.source.git.commit": commit or "unknown", "crossprune.git_dirty": "unknown" if dirty is None else str(bool(dirty)).lower(),
-            "crossprune.versions": json.dumps(versions, sort_keys=True)}
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:

@@ -1,9 +1,6 @@
 """The report's files (tables, figures, Markdown, HTML) and the MLflow `report` run that keeps them."""
 
 import io
-import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -14,38 +11,23 @@ from crossprune.report import render
 from crossprune.report.claims import Judged
 from crossprune.report.runs import Store
 from crossprune.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[3]
+from crossprune.provenance import code_state
+from crossprune.store_check import unwritable
 
 
 def writable(out: Path) -> Path:
     """`out` if the report's files can go there; checked before anything is read or written."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"report.out={out} is a file, not a folder")
-    existing = next(p for p in [out, *out.parents] if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"report.out={out} cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"report.out={out} is not writable")
-    try:  # access() says yes to root everywhere, /proc included: only trying tells
-        tempfile.TemporaryDirectory(dir=existing).cleanup()
-    except OSError as e:
-        raise ConfigError(f"report.out={out} cannot be written: {e.strerror}") from e
+    if problem := unwritable(out):
+        raise ConfigError(f"report.out={out} cannot be created: {problem}")
     return out
 
 
 def git() -> dict[str, str]:
     """The commit the report was made at, and whether the checkout had changes (tolerates no git)."""
-    def ask(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = ask("rev-parse", "HEAD")
-    status = ask("status", "--porcelain")
-    return {"git commit": commit or "unknown (no git)", "git dirty": "unknown" if status is None else str(bool(status)).lower()}
+    commit, dirty = code_state()
+    return {"git commit": commit, "git dirty": dirty}
 
 
 def files(out: Path, study: str, table: pd.DataFrame, judged: Judged, figures: dict[str, Figure],

@@ -1,0 +1,41 @@
+"""What code made a result: the checkout's git commit, whether it had uncommitted changes, the package versions
+(light: no torch, no mlflow; the runs and the report both record it)."""
+
+import functools
+import importlib.metadata
+import json
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
+PACKAGES = ("crossprune", "torch", "pytorch-lightning", "torchmetrics", "torch-pruning", "mlflow", "hydra-core",
+            "omegaconf", "safetensors", "scikit-learn", "numpy", "mnist1d")
+
+
+def git(*args: str) -> str | None:
+    """A git command's output in the checkout; None without git or outside a repository (a wheel install)."""
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.cache
+def code_state() -> tuple[str, str]:
+    """The commit (`unknown` without git) and whether tracked files had uncommitted changes (`true`/`false`/`unknown`)."""
+    commit, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    return commit or "unknown", "unknown" if dirty is None else str(bool(dirty)).lower()
+
+
+@functools.cache
+def run_tags() -> dict[str, str]:
+    """The tags every parent run carries: the commit, the dirty flag and the installed versions."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    commit, dirty = code_state()
+    return {"mlflow.source.git.commit": commit, "crossprune.git_dirty": dirty, "crossprune.versions": json.dumps(versions, sort_keys=True)}
