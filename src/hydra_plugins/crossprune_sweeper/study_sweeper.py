@@ -6,7 +6,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from crossprune.names import VARIES_ENV
+from crossprune.names import VARIES_ENV, varying
 from crossprune.sweeper import jobs_of
 
 
@@ -28,7 +28,7 @@ class StudySweeper(BasicSweeper):
         jobs = jobs_of(self.config, arguments, parser)
         # Each job learns which keys the sweep varies, so its runs are named by them (crossprune.names).
         points = [dict(o.split("=", 1) for o in job if "=" in o) for job in jobs]
-        varies = " ".join(k for k in dict.fromkeys(k for p in points for k in p) if len({p.get(k) for p in points}) > 1)
+        varies = " ".join(varying(points))
         self.jobs = [[*job, f"+hydra.job.env_set.{VARIES_ENV}='{varies}'"] for job in jobs]
         return super().sweep(arguments)
 
