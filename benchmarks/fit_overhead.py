@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import crossprune  # noqa: F401  first: lets torchvision (imported by Lightning) load on a CPU-only torch
 import mlflow
 import pytorch_lightning as pl
 import torch

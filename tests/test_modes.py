@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from crossprune.compute import Compute
 from crossprune.data import build_pair
 from crossprune.evaluate import evaluate
 from crossprune.models import CNN
@@ -36,7 +37,7 @@ def test_structured_halves_channels_and_loads_back(store, compose_at, run_pipeli
     assert m["latency_ms/before"] > 0 and m["latency_ms/after"] > 0
     net = CNN(input_shape=[1, 8, 8], **structure)  # the README's recipe
     net.load_state_dict(load_file(str(files / "model.safetensors")))
-    logged = evaluate(net, build_pair(cfg.pair).a.classes, build_pair(cfg.pair), cfg.eval.probe)
+    logged = evaluate(net, build_pair(cfg.pair).a.classes, build_pair(cfg.pair), cfg.eval.probe, Compute.of(cfg))
     assert logged["A/acc"] == m["A/acc"]
 
 

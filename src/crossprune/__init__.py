@@ -6,3 +6,7 @@ try:
     __version__ = version("crossprune")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
+
+from crossprune import torchvision_compat
+
+torchvision_compat.install()  # before anything imports torchvision (torchmetrics and Lightning do)

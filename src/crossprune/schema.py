@@ -53,6 +53,8 @@ class Probe:
 @dataclass
 class Eval:
     probe: Probe = field(default_factory=Probe)
+    batch_size: int = MISSING
+    max_samples: int | None = MISSING
 
 
 @dataclass

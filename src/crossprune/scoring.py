@@ -6,6 +6,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from crossprune.compute import Compute
 from crossprune.criteria import Batch
 from crossprune.data import Dataset, Pair
 from crossprune.evaluate import linear_head
@@ -21,25 +22,30 @@ class Objective:
     """Cross-entropy through the net's head where the batch's labels are the head's (`classes`), else through a
     head fitted on frozen features for that dataset on first need."""
 
-    def __init__(self, net: nn.Module, pair: Pair, classes: tuple, probe: DictConfig):
-        self.net, self.pair, self.classes, self.probe, self.fitted = net, pair, classes, probe, {}
+    def __init__(self, net: nn.Module, pair: Pair, classes: tuple, probe: DictConfig, compute: Compute):
+        self.net, self.pair, self.classes, self.probe, self.compute, self.fitted = net, pair, classes, probe, compute, {}
 
     def __call__(self, batch: Batch) -> Tensor:
         data, head = self.pair[batch.head], self.net.head
         if data.classes != self.classes:
             if batch.head not in self.fitted:
-                self.fitted[batch.head] = fit_head(self.net, data, self.probe)
+                self.fitted[batch.head] = fit_head(self.net, data, self.probe, self.compute).to(self.compute.device)
             head = self.fitted[batch.head]
         return F.cross_entropy(head(self.net.features(batch.x)), batch.y)
 
 
 def compute_scores(net: nn.Module, params: dict[str, nn.Parameter], cfg: DictConfig, pair: Pair, classes: tuple,
                    data: str | None = None, stream: str = "score") -> tuple[dict[str, Tensor], list[str]]:
-    """The criterion's scores of `params` on `data` (default score.data), and the datasets whose heads were fitted."""
-    loss = Objective(net, pair, classes, cfg.eval.probe)
-    batches = score_batches(cfg, pair, data or score_data(cfg), stream)
-    scores = instantiate(cfg.criterion.score)(net=net, params=params, batches=batches, loss=loss)
-    return scores, sorted(loss.fitted)
+    """The criterion's scores of `params` on `data` (default score.data), on the Trainer's device, and the datasets
+    whose heads were fitted. The net is scored in eval mode: BatchNorm uses its running statistics and scoring never
+    changes them."""
+    compute = Compute.of(cfg)
+    loss = Objective(net, pair, classes, cfg.eval.probe, compute)
+    device = compute.device
+    batches = [Batch(b.x.to(device), b.y.to(device), b.head) for b in score_batches(cfg, pair, data or score_data(cfg), stream)]
+    with compute.on(net):
+        scores = instantiate(cfg.criterion.score)(net=net, params=params, batches=batches, loss=loss)
+    return {n: s.cpu() for n, s in scores.items()}, sorted(loss.fitted)
 
 
 def score_batches(cfg: DictConfig, pair: Pair, data: str, stream: str = "score") -> list[Batch]:
@@ -62,7 +68,8 @@ def draw(data: Dataset, head: str, n: int, size: int, rng: torch.Generator) -> l
     return [Batch(data.train.x[i], data.train.y[i], head) for i in order[: n * size].split(size)]
 
 
-@torch.no_grad()
-def fit_head(net: nn.Module, data: Dataset, probe: DictConfig) -> nn.Linear:
-    """A head for `data` fitted on frozen features of its train split, e.g. a B objective."""
-    return linear_head(net.features(data.train.x), data.train.y, data.num_classes, probe)
+def fit_head(net: nn.Module, data: Dataset, probe: DictConfig, compute: Compute) -> nn.Linear:
+    """A head for `data` fitted on frozen features of (at most eval.max_samples rows of) its train split, e.g. a B
+    objective; on the CPU. The net is used where it is, in the mode it is in."""
+    rows = compute.rows(len(data.train))
+    return linear_head(compute.run(net.features, data.train.x[rows]), data.train.y[rows], data.num_classes, probe)

@@ -77,6 +77,9 @@ def check_run(cfg: DictConfig) -> None:
     require(cfg.train.batch_size >= 1, f"train.batch_size must be >= 1, got {cfg.train.batch_size}")
     require(cfg.eval.probe.C > 0, f"eval.probe.C must be > 0 (the probe's inverse regularisation), got {cfg.eval.probe.C}")
     require(cfg.eval.probe.max_iter >= 1, f"eval.probe.max_iter must be >= 1, got {cfg.eval.probe.max_iter}")
+    require(cfg.eval.batch_size >= 1, f"eval.batch_size must be >= 1, got {cfg.eval.batch_size}")
+    cap = cfg.eval.max_samples
+    require(cap is None or cap >= 10, f"eval.max_samples must be null (all rows) or at least 10, got {cap}")
     require(OmegaConf.is_list(cfg.stages), f"stages must be a list, e.g. stages=[{cfg.stages}], got {cfg.stages!r}")
     unknown = [st for st in cfg.stages if st not in STAGES]
     require(len(cfg.stages) and not unknown, f"stages must be a non-empty list of {', '.join(STAGES)}; unknown: {unknown or 'none given'}")

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from crossprune import claims, names, tracking
+from crossprune.compute import Compute
 from crossprune.data import Pair
 from crossprune.evaluate import Reference, evaluate
 from crossprune.pruning import Mask
@@ -96,6 +97,11 @@ class Context:
             if claim := self.held.pop(key, None):
                 claim.release()
 
+    @property
+    def compute(self) -> Compute:
+        """Where scoring, probes and evaluation run (the Trainer's device), in what batches, on how many rows."""
+        return Compute.of(self.cfg)
+
     def evaluate(self, net: nn.Module, classes: tuple) -> dict[str, float]:
         """Every test-split metric of `net` (head label space `classes`), measured against the dense reference."""
-        return evaluate(net, classes, self.pair, self.cfg.eval.probe, self.reference)
+        return evaluate(net, classes, self.pair, self.cfg.eval.probe, self.compute, self.reference)

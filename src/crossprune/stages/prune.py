@@ -79,7 +79,8 @@ def train_round(ctx: Context, net: nn.Module, data: str, first_step: int) -> Non
     """Train between rounds on A or B; data whose labels are not the head's trains through a temporary fitted head."""
     ds, head = ctx.pair[data], net.head
     if ds.classes != ctx.scored_classes:
-        net.head = fit_head(net, ds, ctx.cfg.eval.probe)
+        with ctx.compute.on(net):
+            net.head = fit_head(net, ds, ctx.cfg.eval.probe, ctx.compute)
     fit(net, ds.train, ds.val, ctx.cfg.prune.round_epochs, ctx.cfg, first_step)
     net.head = head
 

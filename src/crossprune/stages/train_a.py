@@ -12,7 +12,7 @@ def run(ctx: Context) -> Result:
     weights_key = ctx.key("train_a.weights", cfg.pair.a, cfg.model, ctx.training, cfg.train_a, cfg.seed)
     key = ctx.key("train_a", weights_key, cfg.pair.b, cfg.eval)  # the run also evaluates on B
     if hit := ctx.cached("train_a", key):
-        ctx.reference = Reference.of(ctx.load_net(hit, a.classes), ctx.pair, Reference.heads_from(hit.load("heads")))
+        ctx.reference = Reference.of(ctx.load_net(hit, a.classes), ctx.pair, Reference.heads_from(hit.load("heads")), ctx.compute)
         return hit
     with ctx.track("train_a", key) as run:
         run.tag(weights_key=weights_key)
@@ -22,10 +22,10 @@ def run(ctx: Context) -> Result:
         else:
             ctx.seed("train_a")
             net = fit(ctx.new_net(a.classes), a.train, a.val, cfg.train_a.epochs, cfg)
-        ctx.reference = Reference.fit(net, ctx.pair, cfg.eval.probe)
+        ctx.reference = Reference.fit(net, ctx.pair, cfg.eval.probe, ctx.compute)
         ctx.seed("untrained")  # the untrained twin whose probe says what architecture alone gives
         untrained = ctx.new_net(a.classes)
         run.save("model", net.state_dict())
         run.save("heads", ctx.reference.tensors())
-        run.log(ctx.evaluate(net, a.classes) | instrument_references(net, untrained, ctx.pair, cfg.eval.probe))
+        run.log(ctx.evaluate(net, a.classes) | instrument_references(net, untrained, ctx.pair, cfg.eval.probe, ctx.compute))
     return run.result

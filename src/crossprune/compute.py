@@ -1,0 +1,59 @@
+"""Where and how the stages compute outside training: on the Trainer's device, in batches, on capped samples."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+
+def device_of(trainer: DictConfig) -> torch.device:
+    """The device Lightning trains on for `trainer.accelerator`/`devices` (its first one)."""
+    kind = trainer.accelerator
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if kind == "gpu":
+        kind = "cuda" if torch.cuda.is_available() else "mps"
+    if kind != "cuda":
+        return torch.device(kind)
+    ids = trainer.devices
+    if isinstance(ids, str) and "," in ids:  # "1,3": ids; "2" or 2: a count, starting at 0
+        return torch.device("cuda", int(ids.split(",")[0]))
+    return torch.device("cuda", ids[0] if not isinstance(ids, int | str) else 0)
+
+
+@dataclass(frozen=True)
+class Compute:
+    device: torch.device
+    batch_size: int  # eval.batch_size: rows per inference batch
+    max_samples: int | None  # eval.max_samples: rows a probe is fitted on and CKA compares; None = all
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> "Compute":
+        return cls(device_of(cfg.trainer), cfg.eval.batch_size, cfg.eval.max_samples)
+
+    @contextmanager
+    def on(self, *nets: nn.Module) -> Iterator[None]:
+        """`nets` in eval mode on the device for the block, then back on the CPU in the mode they were in."""
+        modes = [n.training for n in nets]
+        for n in nets:
+            n.to(self.device).eval()
+        try:
+            yield
+        finally:
+            for n, mode in zip(nets, modes):
+                n.cpu().train(mode)
+
+    def run(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        """`fn` over the rows of `x` in batches on the device, under inference mode; float32 on the CPU."""
+        with torch.inference_mode():
+            return torch.cat([fn(x[i : i + self.batch_size].to(self.device)).float().cpu()
+                              for i in range(0, len(x), self.batch_size)])
+
+    def rows(self, n: int) -> Tensor:
+        """At most `max_samples` of `n` row indices, in order: the same seeded subset every call (all rows if they fit)."""
+        if self.max_samples is None or n <= self.max_samples:
+            return torch.arange(n)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(0))[: self.max_samples].sort().values
