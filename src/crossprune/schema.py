@@ -16,6 +16,7 @@ Open = Any  # a node whose keys differ from file to file (the arguments of a _ta
 class Train:
     batch_size: int = MISSING
     optimizer: Open = MISSING  # a partial torch.optim class: its keys are the optimizer's own
+    scheduler: Open = None  # a partial torch.optim.lr_scheduler class, stepped per epoch; null = a constant rate
 
 
 @dataclass

@@ -1,22 +1,28 @@
 """Training through the Lightning Trainer: a classifier module and a callback that logs each epoch to MLflow."""
 
+import functools
 import logging
+import math
+import time
 import tempfile
 from collections import defaultdict
 import warnings
 from collections.abc import Callable
+from inspect import signature
 
 import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
 from crossprune import figures
+from crossprune.compute import device_of
 from crossprune.data import Split
 
 logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no banner about absent GPUs on every fit
@@ -26,11 +32,14 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own dep
 class Classifier(pl.LightningModule):
     """Cross-entropy on the labels; with a `teacher`, mixed with Hinton et al.'s distillation loss by `distill.alpha`."""
 
-    def __init__(self, net: nn.Module, optimizer: Callable, num_classes: int, teacher: nn.Module | None = None, distill=None):
+    def __init__(self, net: nn.Module, optimizer: Callable, num_classes: int, teacher: nn.Module | None = None, distill=None,
+                 scheduler: Callable | None = None):
         super().__init__()
-        self.net, self.optimizer, self.distill = net, optimizer, distill
+        self.net, self.optimizer, self.scheduler, self.distill = net, optimizer, scheduler, distill
         self.teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []  # a list: not a submodule
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.channels_last = False
+        self.epoch = {}  # summed here, logged once per epoch (self.log per step costs ms); set at each epoch's start
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -45,29 +54,82 @@ class Classifier(pl.LightningModule):
             lr = getattr(self.optimizer, "keywords", {}).get("lr", "?")
             raise FloatingPointError(f"the loss became {loss.item()} at epoch {self.current_epoch + 1} of "
                                      f"{self.trainer.max_epochs}, batch {batch_idx + 1}: train.optimizer.lr={lr} is likely too high")
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self.epoch["loss"] += loss.detach() * len(y)  # a dict: setting a Module attribute per step is slow
+        self.epoch["samples"] += len(y)
         return loss
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """`train/loss` (the mean over the epoch's samples) and `val/acc` (where validation ran)."""
+        loss = {"train/loss": float(self.epoch["loss"] / max(self.epoch["samples"], 1)), "train/lr": self.epoch["lr"]}
+        return loss | ({"val/acc": self.epoch["val/acc"]} if "val/acc" in self.epoch else {})
+
+    def on_train_epoch_start(self):  # the rate this epoch trains at (a schedule steps before the epoch-end hooks)
+        self.epoch = {"loss": 0.0, "samples": 0, "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+
+    def on_after_batch_transfer(self, batch, _):
+        x, y = batch
+        return (x.to(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x), y
 
     def validation_step(self, batch, _):
         x, y = batch
-        self.val_acc(self.net(x), y)
-        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True)
+        self.val_acc.update(self.net(x), y)
+
+    def on_validation_epoch_end(self):
+        self.epoch["val/acc"] = float(self.val_acc.compute())  # read by EpochMetrics, not self.log: works barebones too
+        self.val_acc.reset()
 
     def configure_optimizers(self):
-        return self.optimizer(self.net.parameters())
+        optimizer = self.optimizer(self.net.parameters())
+        if self.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}  # stepped once per epoch
+
+
+class Batches:
+    """A split's (x, y) batches sliced from its tensors in memory (a DataLoader gathers and collates sample by
+    sample, which cost more than the small models' steps); shuffled from torch's seeded global generator, as a
+    DataLoader's RandomSampler is. `augment`, a per-sample transform, applies to each training sample."""
+
+    def __init__(self, split: Split, batch_size: int, shuffle: bool, augment: Callable | None = None):
+        self.split, self.batch_size, self.shuffle, self.augment = split, batch_size, shuffle, augment
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.split) / self.batch_size)
+
+    def __iter__(self):
+        x, y = self.split.x, self.split.y
+        order = torch.randperm(len(y)) if self.shuffle else None
+        for start in range(0, len(y), self.batch_size):
+            rows = slice(start, start + self.batch_size) if order is None else order[start : start + self.batch_size]
+            batch = x[rows]
+            if self.augment is not None:
+                batch = torch.stack([self.augment(sample) for sample in batch])
+            yield batch, y[rows]
 
 
 class EpochMetrics(pl.Callback):
-    """One batched MLflow call per epoch (per-step calls cost ms each on sqlite, more on a server)."""
+    """Each epoch's metrics, sent to MLflow in one batch every `every` seconds and at the end (a call costs tens
+    of ms on sqlite, more on a server: once per short epoch, it cost as much as the training)."""
 
-    def __init__(self, first_step: int):
-        self.first_step, self.history = first_step, defaultdict(list)
+    def __init__(self, first_step: int, every: float = 10.0):
+        self.first_step, self.every, self.history, self.pending, self.sent = first_step, every, defaultdict(list), [], time.monotonic()
 
-    def on_train_epoch_end(self, trainer, _):
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        mlflow.log_metrics(metrics, step=self.first_step + trainer.current_epoch)
+    def on_train_epoch_end(self, trainer, module):
+        metrics = module.epoch_metrics()
+        now, step = int(time.time() * 1000), self.first_step + trainer.current_epoch
+        self.pending += [Metric(k, v, now, step) for k, v in metrics.items()]
         for k, v in metrics.items():
             self.history[k].append(v)
+        if time.monotonic() - self.sent >= self.every:
+            self.flush()
+
+    def on_fit_end(self, trainer, module):
+        self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=self.pending)
+        self.pending, self.sent = [], time.monotonic()
 
 
 def trainer_options(cfg: DictConfig) -> dict:
@@ -82,8 +144,11 @@ def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, 
 
     Epoch metrics are logged at steps `first_step`, `first_step + 1`, … so successive fits in one run do not collide.
     """
-    loader = lambda s, shuffle: DataLoader(TensorDataset(s.x, s.y), cfg.train.batch_size, shuffle=shuffle)  # noqa: E731
-    module = Classifier(net, instantiate(cfg.train.optimizer), net.head.out_features, teacher, distill)
+    module = Classifier(net, instantiate(cfg.train.optimizer), net.head.out_features, teacher, distill, scheduler(cfg, epochs))
+    module.channels_last = device_of(cfg.trainer).type == "cuda" and any(isinstance(m, nn.Conv2d) for m in net.modules())
+    if module.channels_last:  # NHWC: what tensor cores' convolutions want
+        net.to(memory_format=torch.channels_last)
+    augment = instantiate(cfg.pair.augment) if cfg.pair.get("augment") else None
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(
             max_epochs=epochs,
@@ -96,6 +161,16 @@ def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, 
             num_sanity_val_steps=0,
             default_root_dir=root,
         )
-        trainer.fit(module, loader(train, True), loader(val, False))
+        trainer.fit(module, Batches(train, cfg.train.batch_size, True, augment), Batches(val, cfg.train.batch_size, False))
     figures.log(cfg, "curves" if first_step == 0 else f"curves_from_epoch_{first_step}", figures.curves, epochs_logged.history, first_step)
-    return net.cpu()
+    return net.cpu().to(memory_format=torch.contiguous_format)
+
+
+def scheduler(cfg: DictConfig, epochs: int) -> Callable | None:
+    """train.scheduler (a partial torch.optim.lr_scheduler class, stepped once per epoch) with its length, T_max or
+    total_iters, set to this stage's epochs unless given: one config serves stages of different budgets."""
+    if not cfg.train.get("scheduler"):
+        return None
+    partial_ = instantiate(cfg.train.scheduler)
+    takes = signature(partial_.func).parameters
+    return functools.partial(partial_, **{k: epochs for k in ("T_max", "total_iters") if k in takes and k not in partial_.keywords})

@@ -102,9 +102,21 @@ def check_built(cfg: DictConfig) -> Pair:
     require(cfg.finetune_b.head == "reinit" or pair.shared_labels, f"finetune_b.head=keep needs A and B to share labels, and {pair.name} does not")
     net = fits(cfg, pair)
     try:  # an optimizer that cannot be built (a misspelt class, a negative lr) fails when training starts
-        instantiate(cfg.train.optimizer)(net.parameters())
+        optimizer = instantiate(cfg.train.optimizer)(net.parameters())
     except Exception as e:
         raise ConfigError(f"train.optimizer cannot be built: {instantiation_error(e)}") from e
+    from crossprune.training import scheduler  # noqa: PLC0415 (Lightning: only once the types are good)
+
+    try:
+        if schedule := scheduler(cfg, cfg.train_a.epochs):
+            schedule(optimizer)
+    except Exception as e:
+        raise ConfigError(f"train.scheduler cannot be built: {instantiation_error(e)}") from e
+    try:
+        if cfg.pair.get("augment"):
+            instantiate(cfg.pair.augment)(pair.a.train.x[0])
+    except Exception as e:
+        raise ConfigError(f"pair.augment cannot be built or applied to one sample of A: {instantiation_error(e)}") from e
     params = prunable(net, p)
     require(len(params) > 0, f"model {cfg.model._target_.rpartition('.')[2]} has no layer to prune (the head is not pruned)")
     sizes, cap = [w.numel() for w in params.values()], p.max_layer_sparsity

@@ -57,8 +57,11 @@ class Context:
 
     @property
     def training(self) -> dict:
-        """What a training stage's result depends on beyond its epochs: the optimisation and the Trainer options."""
-        return {"train": OmegaConf.to_container(self.cfg.train, resolve=True), "trainer": trainer_options(self.cfg)}
+        """What a training stage's result depends on beyond its epochs: the optimisation, the augmentation and the
+        Trainer options."""
+        augment = self.cfg.pair.get("augment")
+        return {"train": OmegaConf.to_container(self.cfg.train, resolve=True), "trainer": trainer_options(self.cfg),
+                "augment": OmegaConf.to_container(augment, resolve=True) if augment else None}
 
     def key(self, stage: str, *depends_on) -> str:
         return tracking.stage_key(stage, *[d.key if isinstance(d, Result) else d for d in depends_on])
