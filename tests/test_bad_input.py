@@ -21,7 +21,7 @@ GPU = torch.cuda.is_available()
 # id: (arguments, what the one line says). {tmp} is the test's own folder (the working directory), {locked} a folder
 # there that cannot be written.
 BAD = {
-    "unknown_pair": (["pair=nope"], "Could not find 'pair/nope' (options: digits_permute"),
+    "unknown_pair": (["pair=nope"], "Could not find 'pair/nope' (options: cifar10_corrupt, digits_permute"),
     "unknown_criterion": (["criterion=nope"], "Could not find 'criterion/nope'"),
     "sparsity_1": (["prune.sparsity=1.0"], "prune.sparsity must be in [0, 1), got 1.0"),
     "sparsity_negative": (["prune.sparsity=-0.1"], "prune.sparsity must be in [0, 1), got -0.1"),

@@ -13,7 +13,7 @@ from crossprune.data import build_pair
 from crossprune.evaluate import evaluate
 from crossprune.models import CNN
 from crossprune.pruning import Mask
-from crossprune.validate import LayerCollapse, check_collapse
+from crossprune.validate_built import LayerCollapse, check_collapse
 
 
 def artifacts(result, tmp_path) -> Path:

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from crossprune import store_check, tracking
-from crossprune.validate import ConfigError, LayerCollapse, validate
+from crossprune.validate import ConfigError, validate
+from crossprune.validate_built import LayerCollapse
 
 BAD = {
     "layerwise collapse": (["prune.include_bias=true", "prune.scope=layerwise", "prune.sparsity=0.99"], "every weight"),

@@ -4,8 +4,7 @@ import torch
 from torch import Tensor
 
 from crossprune.pruning.mask import Mask
-
-SCOPES = ("global", "layerwise", "row", "layers")
+from crossprune.schema import SCOPES
 
 
 def lowest(scores: Tensor, k: int) -> Tensor:

@@ -12,7 +12,7 @@ from crossprune.scoring import compute_scores, fit_head, score_data
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
 from crossprune.training import fit
-from crossprune.validate import check_collapse
+from crossprune.validate_built import check_collapse
 
 
 def run(ctx: Context, scored: Result, on_a: Result, on_b: Result) -> Result:
