@@ -180,7 +180,7 @@ def test_bad_npz_through_the_cli_is_one_line_and_runs_nothing(tmp_path, monkeypa
 
 def test_npz_pair_without_paths_names_the_missing_key(tmp_path, cli_run):
     code, out, err = cli_run("pair=npz")
-    assert code == 2 and err.count("\n") == 1 and "Missing mandatory value: pair.a.path" in err, err
+    assert code == 2 and err.count("\n") == 1 and "pair npz needs pair.a.path: set it on the command line, e.g. pair.a.path=<path>" in err, err
     assert not (tmp_path / "mlflow.db").exists()
 
 
@@ -207,6 +207,18 @@ def test_npz_pair_end_to_end_through_the_cli(tmp_path, cli_run, store_runs):
         assert {"A/acc", "B/acc", "A/probe_acc", "B/probe_acc"} <= accs.keys(), stage
         assert all(0 <= v <= 1 for v in accs.values()), (stage, accs)
     assert m["train_a"]["A/probe_acc"] > 0.9 and abs(m["prune"]["sparsity"] - 0.8) < 0.01
+
+
+def test_new_data_at_the_same_path_is_never_a_cache_hit(tmp_path, make_cfg, run_pipeline):
+    """The stage keys hold the data's digest, not only its path: a file replaced in place retrains."""
+    path = tmp_path / "a.npz"
+    save(path, x=blobs(40)[0], y=blobs(40)[1])
+    cfg = make_cfg("pair=npz", f"pair.a.path={path}", f"pair.b.path={path}", "stages=[train_a]", "train_a.epochs=1")
+    first = run_pipeline(cfg)["train_a"]
+    assert run_pipeline(cfg)["train_a"].run_id == first.run_id  # same data: cached
+    save(path, x=blobs(40, seed=9)[0], y=blobs(40, seed=9)[1])
+    again = run_pipeline(cfg)["train_a"]
+    assert again.key != first.key and again.run_id != first.run_id
 
 
 def image_folder(root: Path, per_class: int, seed: int) -> str:

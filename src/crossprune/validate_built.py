@@ -9,6 +9,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from crossprune.data import Pair, build_pair
 from crossprune.errors import ConfigError, first_line, one_line
@@ -24,6 +25,8 @@ def check_built(cfg: DictConfig) -> Pair:
     p = cfg.prune
     try:
         pair = build_pair(cfg.pair)
+    except MissingMandatoryValue as e:  # a ??? in conf/pair that the command line did not fill
+        raise ConfigError(f"pair {cfg.pair.name} needs {e.full_key}: set it on the command line, e.g. {e.full_key}=<path>") from e
     except Exception as e:  # a dataset that cannot be built is bad input, whatever raised
         raise ConfigError(f"pair {cfg.pair.name} cannot be built: {one_line(e.__cause__ or e)}") from e
     require(cfg.finetune_b.head == "reinit" or pair.shared_labels, f"finetune_b.head=keep needs A and B to share labels, and {pair.name} does not")

@@ -1,6 +1,8 @@
 """A dataset is three tensor splits plus the names of its classes."""
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -32,6 +34,16 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the classes and every split's tensors: in the stage keys, so an npz file or an image folder
+        replaced at the same path is new data, never a cache hit."""
+        h = hashlib.sha256(repr(self.classes).encode())
+        for split in (self.train, self.val, self.test):
+            for t in (split.x, split.y):
+                h.update(repr((t.dtype, tuple(t.shape))).encode() + t.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
 
 def stratified_splits(name: str, x: np.ndarray, y: np.ndarray, classes: tuple, val: float, test: float, seed: int) -> Dataset:

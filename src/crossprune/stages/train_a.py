@@ -9,8 +9,8 @@ from crossprune.training import fit
 
 def run(ctx: Context) -> Result:
     cfg, a = ctx.cfg, ctx.pair.a
-    weights_key = ctx.key("train_a.weights", cfg.pair.a, cfg.model, ctx.training, cfg.train_a, cfg.seed)
-    key = ctx.key("train_a", weights_key, cfg.pair.b, cfg.eval)  # the run also evaluates on B
+    weights_key = ctx.key("train_a.weights", cfg.pair.a, a.digest, cfg.model, ctx.training, cfg.train_a, cfg.seed)
+    key = ctx.key("train_a", weights_key, cfg.pair.b, ctx.pair.b.digest, cfg.eval)  # the run also evaluates on B
     if hit := ctx.cached("train_a", key):
         ctx.reference = Reference.of(ctx.load_net(hit, a.classes), ctx.pair, Reference.heads_from(hit.load("heads")), ctx.compute)
         return hit
