@@ -3,5 +3,6 @@
 from crossprune.models.cnn import CNN
 from crossprune.models.cnn1d import CNN1d
 from crossprune.models.mlp import MLP
+from crossprune.models.vision import TorchvisionNet
 
-__all__ = ["CNN", "CNN1d", "MLP"]
+__all__ = ["CNN", "CNN1d", "MLP", "TorchvisionNet"]

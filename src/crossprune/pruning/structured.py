@@ -7,8 +7,9 @@ import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
-# tp's conv functions serve every torch _ConvNd, so Conv1d and Conv2d alike.
-_OUT = (tp.prune_linear_out_channels, tp.prune_conv_out_channels)
+# tp's conv functions serve every torch _ConvNd, so Conv1d and Conv2d alike. A depthwise conv (MobileNet's) has one
+# set of channels, in and out, pruned by one function: its weights count once, as rows.
+_OUT = (tp.prune_linear_out_channels, tp.prune_conv_out_channels, tp.prune_depthwise_conv_out_channels)
 _IN = (tp.prune_linear_in_channels, tp.prune_conv_in_channels)
 
 
@@ -29,10 +30,16 @@ class ScoreImportance(tp.importance.Importance):
                 continue  # unscored (e.g. the head) or parameter-free (ReLU, pooling) members
             # Removing channel i deletes row i of the producer and column i of each consumer (the next layer's
             # inputs), so both count: a channel's importance is everything it takes with it.
-            per_channel = s.flatten(1).sum(1) if dep.pruning_fn in _OUT else s.transpose(0, 1).flatten(1).sum(1)
+            per_channel = s.flatten(1).sum(1) if dep.pruning_fn in _OUT else columns(s, getattr(dep.layer, "groups", 1))
             total.scatter_add_(0, torch.tensor(group[i].root_idxs, dtype=torch.long), per_channel[idxs])
             found = True
         return total if found else None  # None makes tp skip the group
+
+
+def columns(s: Tensor, groups: int) -> Tensor:
+    """The summed score of each input channel's weights. In a grouped conv, input channel i feeds only its group's
+    outputs, at position i mod (in/groups) of their kernels; with one group these are the weight's columns."""
+    return s.reshape(groups, s.shape[0] // groups, s.shape[1], -1).sum((1, 3)).reshape(-1)
 
 
 def _example(net: nn.Module) -> Tensor:
@@ -41,13 +48,17 @@ def _example(net: nn.Module) -> Tensor:
 
 
 def remove_channels(net: nn.Module, scores: dict[str, Tensor], sparsity: float) -> nn.Module:
-    """Remove the `sparsity` fraction of channels with the lowest scores in every layer but the head, in place."""
+    """Remove the `sparsity` fraction of channels with the lowest scores in every layer but the head, in place.
+
+    torch-pruning's dependency graph removes together what must go together: the channels on both sides of a
+    residual add, and the BatchNorm (and depthwise conv) entries of each removed channel."""
+    training = net.training  # tp traces in eval mode (BatchNorm cannot take its one example in train mode)
     pruner = tp.pruner.BasePruner(  # MetaPruner is a deprecated alias of BasePruner in torch-pruning 1.6
         net, _example(net), importance=ScoreImportance(net, scores),
         pruning_ratio=sparsity, global_pruning=False, ignored_layers=[net.head],  # head outputs are the classes
     )
     pruner.step()
-    return net
+    return net.train(training)
 
 
 def count(net: nn.Module) -> dict[str, int]:
@@ -57,17 +68,18 @@ def count(net: nn.Module) -> dict[str, int]:
 
 
 @torch.inference_mode()
-def latency_ms(net: nn.Module, batch_size: int = 256, repeats: int = 30) -> float:
-    """Median CPU wall time in milliseconds of one forward pass on a batch, after warm-up."""
+def latency_ms(net: nn.Module, batch_size: int = 256, repeats: int = 30, budget_s: float = 2.0) -> float:
+    """Median CPU wall time in milliseconds of one forward pass on a batch, after warm-up: `repeats` timings, or as
+    many as fit in `budget_s` but at least 3 (a ResNet-50 on 224x224 images takes seconds per batch of 256)."""
     device, training = next(net.parameters()).device, net.training
     net.cpu().eval()
     x = torch.randn(batch_size, *net.input_shape)
-    for _ in range(3):  # warm-up: allocator and kernel choice settle first
-        net(x)
     times = []
-    for _ in range(repeats):
+    for _ in range(3 + repeats):  # the first 3 are warm-up: allocator and kernel choice settle first
         start = time.perf_counter()
         net(x)
         times.append(time.perf_counter() - start)
+        if len(times) >= 6 and sum(times) > budget_s:
+            break
     net.to(device).train(training)
-    return 1000 * statistics.median(times)
+    return 1000 * statistics.median(times[3:])
