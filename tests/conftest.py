@@ -15,7 +15,7 @@ from crossprune.validate import validate
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 SHRINK = ["train_a.epochs=4", "finetune_b.epochs=1", "trainer.progress_bar=false", "score.batches=2"]
-SMALL = {"mlp": "model.hidden=[32,16]", "cnn": "model.channels=[8,16]"}  # by model option
+SMALL = {"mlp": "model.hidden=[32,16]", "cnn": "model.channels=[8,16]", "resnet18": "model.width=0.125"}  # by model option
 
 
 def compose_config(root: Path, *overrides: str) -> DictConfig:

@@ -21,6 +21,8 @@ def test_batches_cover_every_row_once_per_epoch_in_a_seeded_order():
     assert first == again and [len(b) for b in first] == [4, 4, 2] and len(Batches(split, 4, True)) == 3
     assert sorted(sum(first, [])) == list(range(10)) and sum(first, []) != list(range(10))
     assert [y.tolist() for _, y in Batches(split, 4, shuffle=False)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    odd = Split(torch.arange(9.0)[:, None], torch.arange(9))  # 4 + 4 + 1: a training batch of one is dropped
+    assert len(Batches(odd, 4, True)) == 2 == len(list(Batches(odd, 4, True))) and len(list(Batches(odd, 4, False))) == 3
     flipped = next(iter(Batches(split, 10, False, augment=lambda x: -x)))[0]
     assert torch.equal(flipped, -split.x)
 

@@ -94,12 +94,15 @@ class Batches:
         self.split, self.batch_size, self.shuffle, self.augment = split, batch_size, shuffle, augment
 
     def __len__(self) -> int:
-        return math.ceil(len(self.split) / self.batch_size)
+        n = len(self.split)
+        return math.ceil(n / self.batch_size) - (self.shuffle and n > 1 and n % self.batch_size == 1)
 
     def __iter__(self):
         x, y = self.split.x, self.split.y
         order = torch.randperm(len(y)) if self.shuffle else None
         for start in range(0, len(y), self.batch_size):
+            if self.shuffle and len(y) - start == 1 and start:  # a last training batch of one: BatchNorm cannot use it
+                return
             rows = slice(start, start + self.batch_size) if order is None else order[start : start + self.batch_size]
             batch = x[rows]
             if self.augment is not None:

@@ -41,9 +41,12 @@ class Context:
         network is fine-tuned on B first."""
         return self.pair.b.classes if self.cfg.order == "finetune_then_prune" else self.pair.a.classes
 
-    def new_net(self, classes: tuple, structure: dict | None = None) -> nn.Module:
-        """A fresh network for `classes`; `structure` overrides widths for a structurally pruned one."""
+    def new_net(self, classes: tuple, structure: dict | None = None, fresh: bool = False) -> nn.Module:
+        """A new network for `classes` from model.weights where set, or a `fresh` init (scratch baselines, the
+        untrained twin) whatever the config; `structure` overrides widths for a structurally pruned one."""
         shape = {**(structure or {}), "num_classes": len(classes)}
+        if fresh and self.cfg.model.get("weights"):
+            shape["weights"] = None
         return instantiate(self.cfg.model, input_shape=self.pair.a.input_shape, **shape)
 
     def load_net(self, result: Result, classes: tuple) -> nn.Module:

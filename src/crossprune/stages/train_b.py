@@ -57,7 +57,7 @@ def train_b(ctx: Context, stage: str, key: str, init: Result | None = None, clas
                 net.head, classes = nn.Linear(net.head.in_features, pair.b.num_classes), pair.b.classes
         else:
             ctx.seed("scratch_b")  # both baselines start from the same fresh init, never train_a's
-            net, classes = ctx.new_net(pair.b.classes, structure), pair.b.classes
+            net, classes = ctx.new_net(pair.b.classes, structure, fresh=True), pair.b.classes
         teacher_net = ctx.load_net(teacher, pair.b.classes) if teacher else None
         net = fit(mask.apply(net) if mask else net, pair.b.train, pair.b.val, cfg.finetune_b.epochs, cfg,
                   teacher=teacher_net, distill=cfg.finetune_b.distill)
