@@ -100,7 +100,7 @@ def test_needed_stages_follow_what_each_stage_reads(make_cfg):
 ], ids=["distill", "finetune_then_prune"])
 def test_mitigations_run_end_to_end_and_cache(make_cfg, run_pipeline, overrides):
     """Distillation from teacher_b and finetune_then_prune each run every stage once, then come from the cache."""
-    cfg = make_cfg(*overrides, "stages=[finetune_b]")
+    cfg = make_cfg(*overrides, "stages=[finetune_b]", "finetune_b.epochs=3")  # one epoch at 80% can sit below chance
     first = run_pipeline(cfg)
     assert list(first) == ["train_a", "teacher_b", "score", "prune", "finetune_b"]
     assert not any(r.cached for r in first.values())

@@ -268,6 +268,8 @@ def test_every_figure_is_drawn_when_its_runs_exist(memory):
     (dict(effect=0.005, low=0.001, high=0.009, margin=0.2), "refuted"),     # real but negligible
     (dict(effect=0.005, low=0.001, high=0.02, margin=0.2), "inconclusive"),
     (dict(effect=0.3, low=np.nan, high=np.nan, margin=0.2, n=1), "inconclusive"),
+    (dict(effect=-0.5, low=-0.5, high=-0.5, margin=0.2, n=3), "inconclusive"),  # three equal ρ: no interval at all
+    (dict(effect=0.5, low=0.5, high=0.5, margin=0.2, n=3), "inconclusive"),
 ])
 def test_the_verdict_rule(facts, verdict):
     args = dict(n=5, min_effect=0.01, min_n=2, floor=0.01, instrument="train_a A/acc − max(chance_A)") | facts
@@ -275,6 +277,8 @@ def test_the_verdict_rule(facts, verdict):
     assert name == verdict and f"→ {verdict}" in rule
     if args["n"] < 2:
         assert "n too small" in rule
+    if args["low"] == args["high"]:
+        assert "zero spread" in rule
 
 
 def test_duplicates_keep_the_newest_parent(study):

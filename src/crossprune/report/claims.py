@@ -142,6 +142,8 @@ OUTCOMES = (  # first match wins: this sequence is RULE
     ("not measurable", lambda e: not e["margin"] > e["floor"],
      "instrument fails: {instrument} = {margin:.3g}, not > min effect {floor:g}"),
     ("inconclusive", lambda e: e["n"] < e["min_n"], "n = {n} < {min_n}: n too small for an interval"),
+    # n identical units (e.g. a Spearman ρ over 3 severities takes 4 values) give a t-interval of width 0: not evidence
+    ("inconclusive", lambda e: e["low"] == e["high"], "all n = {n} units equal {effect:.3g}: zero spread, no interval"),
     ("supported", lambda e: e["low"] > 0 and e["effect"] >= e["min_effect"],
      "CI low {low:.3g} > 0 and effect {effect:.3g} ≥ min effect {min_effect:g}"),
     ("refuted", lambda e: e["high"] < e["min_effect"],
