@@ -1,0 +1,108 @@
+"""What crossprune's `fit` (Lightning + per-epoch MLflow) costs over a bare PyTorch loop, on a CNN and 28×28 images.
+
+Run: .venv/bin/python benchmarks/cnn_fit_overhead.py [--epochs 3 --rounds 3 --train 4000 --val 1000]
+"""
+
+import argparse
+import math
+import tempfile
+from pathlib import Path
+
+import crossprune  # noqa: F401  first: lets torchvision (imported by Lightning) load on a CPU-only torch
+import mlflow
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+from torch.utils.data import DataLoader, TensorDataset
+
+from crossprune.data import Split
+from crossprune.tracking import connect
+from crossprune.training import fit
+
+from _common import machine, timed
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+CLASSES, SIDE, TARGET = 10, 28, 1.1
+
+
+def gratings(n: int, seed: int) -> Split:
+    """`n` noisy 28×28 one-channel gratings: the class sets the orientation (5 angles) and the frequency (2), the
+    phase is random, so a conv net must find the pattern anywhere; Gaussian noise of the grating's amplitude on top."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(CLASSES, (n,), generator=g)
+    angle = (y % 5).float() * math.pi / 5
+    cycles = torch.where(y < 5, 3.0, 6.0)  # across the image
+    phase = torch.rand(n, generator=g) * 2 * math.pi
+    r = torch.arange(SIDE).float() / SIDE
+    rows, cols = torch.meshgrid(r, r, indexing="ij")
+    along = cols * torch.cos(angle)[:, None, None] + rows * torch.sin(angle)[:, None, None]
+    x = torch.sin(2 * math.pi * cycles[:, None, None] * along + phase[:, None, None])
+    x = x + torch.randn(n, SIDE, SIDE, generator=g)
+    return Split(x[:, None], y)
+
+
+def accuracy(net, split: Split, batch_size: int) -> float:
+    """Accuracy on a split, in batches as Lightning validates."""
+    net.eval()
+    with torch.no_grad():
+        hits = sum(int((net(x).argmax(1) == y).sum()) for x, y in DataLoader(TensorDataset(split.x, split.y), batch_size))
+    return hits / len(split)
+
+
+def bare(net, train: Split, val: Split, epochs: int, cfg):
+    """The reference: a plain PyTorch loop with the same batch size and optimizer, validating every epoch."""
+    loader = DataLoader(TensorDataset(train.x, train.y), cfg.train.batch_size, shuffle=True)
+    opt = instantiate(cfg.train.optimizer)(net.parameters())
+    for _ in range(epochs):
+        net.train()
+        for x, y in loader:
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+        accuracy(net, val, cfg.train.batch_size)
+    return net
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds, after one warm-up round")
+    parser.add_argument("--train", type=int, default=4000, help="training images")
+    parser.add_argument("--val", type=int, default=1000, help="validation images")
+    parser.add_argument("--channels", default="32,64", help="model.channels")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # two intra-op threads on a busy CPU swing timings 5-30×; one thread keeps them steady
+    channels = [int(c) for c in args.channels.split(",")]
+    with initialize_config_dir(CONF, version_base="1.3"):
+        cfg = compose("config", overrides=["model=cnn", f"model.channels=[{args.channels}]", "trainer.progress_bar=false"])
+    train, val = gratings(args.train, seed=0), gratings(args.val, seed=1)
+
+    def new_net():
+        pl.seed_everything(cfg.seed, verbose=False)  # same init (and shuffling) for both
+        return instantiate(cfg.model, input_shape=[1, SIDE, SIDE], num_classes=CLASSES)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        connect(OmegaConf.create({"uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "cnn_fit_overhead", "artifacts": f"{tmp}/artifacts"}))
+        with mlflow.start_run():
+            rows = timed({
+                "bare PyTorch loop": (new_net, lambda net: bare(net, train, val, args.epochs, cfg)),
+                "crossprune fit": (new_net, lambda net: fit(net, train, val, args.epochs, cfg)),
+            }, args.rounds)
+    reference = rows["bare PyTorch loop"][0]
+    title = (f"synthetic gratings 28×28 ({args.train} train / {args.val} val, {CLASSES} classes) · CNN {channels} · "
+             f"{args.epochs} epochs · batch {cfg.train.batch_size} · 1 thread · median of {args.rounds}")
+    table = Table("measurement", "median s", "ratio", "target", "val acc", title=title, caption=machine())
+    for name, (seconds, net) in rows.items():
+        ratio = seconds / reference
+        target = "reference" if name.startswith("bare") else f"≤ {TARGET}× bare"
+        table.add_row(name, f"{seconds:.3f}", f"{ratio:.2f}× bare", target, f"{accuracy(net, val, cfg.train.batch_size):.3f}")
+    Console(width=120).print(table)
+
+
+if __name__ == "__main__":
+    main()
