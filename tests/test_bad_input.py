@@ -38,6 +38,8 @@ BAD = {
     "model_option_unknown": (["+model.foo=1"], "model.foo=1): Error in call to target 'crossprune.models.mlp.MLP'"),
     "criterion_option_unknown": (["+criterion.score.bogus=1"], "criterion.score of criterion magnitude cannot be built: got an unexpected keyword argument 'bogus'"),
     "probe_C_negative": (["eval.probe.C=-1"], "eval.probe.C must be > 0"),
+    "resnet_width_zero": (["model=resnet18", "model.width=0"], "model.width must be a number > 0 scaling every channel count, got 0"),
+    "resnet_stem_not_bool": (["model=resnet18", "model.cifar_stem=maybe"], "model.cifar_stem must be true or false, got 'maybe'"),
     "eval_max_samples_tiny": (["eval.max_samples=3"], "eval.max_samples must be null (all rows) or at least 10, got 3"),
     "scheduler_unknown": (["train.scheduler={{_target_:torch.optim.lr_scheduler.Nope,_partial_:true}}"], "train.scheduler cannot be built: Error locating target 'torch.optim.lr_scheduler.Nope'"),
     "scheduler_bad_option": (["train.scheduler={{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true}}"], "train.scheduler cannot be built:"),

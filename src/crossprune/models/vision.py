@@ -25,6 +25,10 @@ class TorchvisionNet(nn.Module):
     def __init__(self, input_shape: list[int], num_classes: int, arch: str = "resnet18", width: float = 1.0,
                  cifar_stem: bool = False, weights: str | None = None, shapes: Shapes | None = None):
         super().__init__()
+        if not isinstance(cifar_stem, bool):
+            raise ValueError(f"model.cifar_stem must be true or false, got {cifar_stem!r}")
+        if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
+            raise ValueError(f"model.width must be a number > 0 scaling every channel count, got {width!r}")
         self.input_shape, self.arch = list(input_shape), arch
         body = build(arch, num_classes, fresh=width != 1)
         if cifar_stem:
