@@ -53,8 +53,7 @@ class Reference:
     @classmethod
     def fit(cls, dense: nn.Module, pair: Pair, probe: DictConfig, compute: Compute) -> "Reference":
         with compute.on(dense):
-            features = compute.run(dense.features, pair.b.train.x[compute.rows(len(pair.b.train))])
-        b_head = linear_head(features, pair.b.train.y[compute.rows(len(pair.b.train))], pair.b.num_classes, probe)
+            b_head = fit_head(dense, pair.b, probe, compute)
         return cls.of(dense, pair, {"A": dense.head, "B": b_head}, compute)
 
     @classmethod
@@ -94,8 +93,8 @@ def hidden_grams(net: nn.Module, x: Tensor, compute: Compute) -> dict[str, Tenso
     flattened per sample, on at most eval.max_samples rows of `x` (an n×n matrix per layer, whatever its width)."""
     hidden: dict[str, list[Tensor]] = {}
     layers = {n: m for n, m in net.named_modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and not n.startswith("head")}
-    keep = lambda m, i, o, n: hidden.setdefault(n, []).append(o.flatten(1))  # noqa: E731 (on the device)
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: keep(m, i, o, n)) for n, m in layers.items()]
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: hidden.setdefault(n, []).append(o.flatten(1)))  # on the device
+             for n, m in layers.items()]
     try:
         compute.run(net.features, x[compute.rows(len(x))])
     finally:
@@ -140,6 +139,13 @@ def probe_accuracy(features, data: Dataset, probe: DictConfig, compute: Compute)
     rows = compute.rows(len(data.train))
     clf = make_probe(probe).fit(compute.run(features, data.train.x[rows]).numpy(), data.train.y[rows].numpy())
     return float(clf.score(compute.run(features, data.test.x).numpy(), data.test.y.numpy()))
+
+
+def fit_head(net: nn.Module, data: Dataset, probe: DictConfig, compute: Compute) -> nn.Linear:
+    """A head for `data` fitted on frozen features of (at most eval.max_samples rows of) its train split, e.g. the
+    fixed B head or a B objective; on the CPU. The net is used where it is, in the mode it is in."""
+    rows = compute.rows(len(data.train))
+    return linear_head(compute.run(net.features, data.train.x[rows]), data.train.y[rows], data.num_classes, probe)
 
 
 @torch.no_grad()

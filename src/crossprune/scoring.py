@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from crossprune.compute import Compute
 from crossprune.criteria import Batch
 from crossprune.data import Dataset, Pair
-from crossprune.evaluate import linear_head
+from crossprune.evaluate import fit_head
 from crossprune.seeds import generator
 
 
@@ -67,9 +67,3 @@ def draw(data: Dataset, head: str, n: int, size: int, rng: torch.Generator) -> l
     order = torch.randperm(len(data.train), generator=rng).repeat(n * size // len(data.train) + 1)  # cycle when short
     return [Batch(data.train.x[i], data.train.y[i], head) for i in order[: n * size].split(size)]
 
-
-def fit_head(net: nn.Module, data: Dataset, probe: DictConfig, compute: Compute) -> nn.Linear:
-    """A head for `data` fitted on frozen features of (at most eval.max_samples rows of) its train split, e.g. a B
-    objective; on the CPU. The net is used where it is, in the mode it is in."""
-    rows = compute.rows(len(data.train))
-    return linear_head(compute.run(net.features, data.train.x[rows]), data.train.y[rows], data.num_classes, probe)

@@ -45,12 +45,3 @@ def install() -> None:
     if "torchvision" not in sys.modules and not any(isinstance(f, _BeforeTorchvision) for f in sys.meta_path):
         sys.meta_path.insert(0, _BeforeTorchvision())
 
-
-def __getattr__(name: str):
-    """`from crossprune.torchvision_compat import torchvision` reads as what it guarantees."""
-    if name == "torchvision":
-        install()
-        import torchvision  # noqa: PLC0415
-
-        return torchvision
-    raise AttributeError(name)

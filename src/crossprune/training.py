@@ -33,12 +33,12 @@ class Classifier(pl.LightningModule):
     """Cross-entropy on the labels; with a `teacher`, mixed with Hinton et al.'s distillation loss by `distill.alpha`."""
 
     def __init__(self, net: nn.Module, optimizer: Callable, num_classes: int, teacher: nn.Module | None = None, distill=None,
-                 scheduler: Callable | None = None):
+                 scheduler: Callable | None = None, channels_last: bool = False):
         super().__init__()
         self.net, self.optimizer, self.scheduler, self.distill = net, optimizer, scheduler, distill
+        self.channels_last = channels_last  # NHWC batches (and weights, set by fit): what tensor cores' convolutions want
         self.teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []  # a list: not a submodule
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.channels_last = False
         self.epoch = {}  # summed here, logged once per epoch (self.log per step costs ms); set at each epoch's start
 
     def training_step(self, batch, batch_idx):
@@ -129,6 +129,9 @@ class EpochMetrics(pl.Callback):
     def on_fit_end(self, trainer, module):
         self.flush()
 
+    def on_exception(self, trainer, module, exception):  # a diverged fit keeps the epochs it logged
+        self.flush()
+
     def flush(self) -> None:
         if self.pending:
             MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=self.pending)
@@ -147,10 +150,11 @@ def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, 
 
     Epoch metrics are logged at steps `first_step`, `first_step + 1`, … so successive fits in one run do not collide.
     """
-    module = Classifier(net, instantiate(cfg.train.optimizer), net.head.out_features, teacher, distill, scheduler(cfg, epochs))
-    module.channels_last = device_of(cfg.trainer).type == "cuda" and any(isinstance(m, nn.Conv2d) for m in net.modules())
-    if module.channels_last:  # NHWC: what tensor cores' convolutions want
+    channels_last = device_of(cfg.trainer).type == "cuda" and any(isinstance(m, nn.Conv2d) for m in net.modules())
+    if channels_last:
         net.to(memory_format=torch.channels_last)
+    module = Classifier(net, instantiate(cfg.train.optimizer), net.head.out_features, teacher, distill, scheduler(cfg, epochs),
+                        channels_last)
     augment = instantiate(cfg.pair.augment) if cfg.pair.get("augment") else None
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(

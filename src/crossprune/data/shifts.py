@@ -65,8 +65,6 @@ def require_images(x: Tensor, shift: str) -> Tensor:
 def tv_functional():
     """torchvision's v2 functional ops, imported on first use: the import costs seconds that digits and MNIST-1D
     pairs, which use only the shifts above, need not pay."""
-    from crossprune.torchvision_compat import torchvision  # noqa: F401, PLC0415  first: CPU-only torch
-
     from torchvision.transforms.v2 import functional  # noqa: PLC0415
 
     return functional

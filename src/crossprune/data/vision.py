@@ -14,10 +14,9 @@ from sklearn.model_selection import train_test_split
 
 from crossprune.data.dataset import Dataset
 from crossprune.data.npz import from_arrays, label_names, select_classes
-from crossprune.torchvision_compat import torchvision  # noqa: F401  first: plain torchvision fails next to CPU-only torch
-from torch.utils.data import DataLoader, Subset  # noqa: E402
-from torchvision.transforms import v2  # noqa: E402
-from torchvision.transforms.v2.functional import to_dtype as to_float  # noqa: E402
+from torch.utils.data import DataLoader, Subset
+from torchvision.transforms import v2  # importable on CPU-only torch: crossprune/__init__ installs the hook
+from torchvision.transforms.v2.functional import to_dtype as to_float
 
 # What a dataset's root must hold: nothing is downloaded at run time, so a missing folder names what to put there.
 LAYOUTS = {

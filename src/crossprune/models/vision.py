@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from torchvision.models import get_model  # importable on CPU-only torch: crossprune/__init__ installs the hook
+
 from crossprune.errors import one_line
-from crossprune.torchvision_compat import torchvision  # noqa: F401  before any torchvision import (CPU-only torch)
-from torchvision.models import get_model  # noqa: E402
 
 RESHAPED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
 AUX_LOGITS = ("googlenet", "inception_v3")  # built without their auxiliary classifiers: features are one tensor
