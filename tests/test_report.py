@@ -213,9 +213,11 @@ def test_t_interval_covers_the_true_mean_at_its_nominal_rate():
 
 
 def test_capacity_grows_with_dissimilarity_in_every_seed(memory):
-    """Capacity grows with severity, as does mmd: ρ = 1 in each of 5 seeds, supported; the pooled capacity too."""
+    """Capacity grows with severity, as does mmd: ρ = 1 in each of 5 seeds. Five equal units give a zero-width
+    t-interval and a sign test reaches only 1 − 2/2⁵ = 93.75% < 95%: inconclusive, with that reason."""
     row = memory.verdicts.loc[("capacity_shift", "p_shift")]
-    assert (row.effect, row.ci_low, row.ci_high, row.n, row.verdict) == (1.0, 1.0, 1.0, len(SEEDS), "supported")
+    assert (row.effect, row.ci_low, row.ci_high, row.n, row.verdict) == (1.0, 1.0, 1.0, len(SEEDS), "inconclusive")
+    assert "zero spread" in row.rule and "93.8% < 95%" in row.rule
     units = memory.judged.units.query("claim == 'capacity_shift'").sort_values(["seed", "pair.severity"])
     want = [0.1 * s + o / 10 for o in OFFSETS for s in SEVERITY_MMD]
     assert np.allclose(units["effect"], want) and (units["rho"] == 1).all()
@@ -268,17 +270,21 @@ def test_every_figure_is_drawn_when_its_runs_exist(memory):
     (dict(effect=0.005, low=0.001, high=0.009, margin=0.2), "refuted"),     # real but negligible
     (dict(effect=0.005, low=0.001, high=0.02, margin=0.2), "inconclusive"),
     (dict(effect=0.3, low=np.nan, high=np.nan, margin=0.2, n=1), "inconclusive"),
-    (dict(effect=-0.5, low=-0.5, high=-0.5, margin=0.2, n=3), "inconclusive"),  # three equal ρ: no interval at all
-    (dict(effect=0.5, low=0.5, high=0.5, margin=0.2, n=3), "inconclusive"),
+    (dict(effect=-0.5, low=-0.5, high=-0.5, margin=0.2, n=3), "inconclusive"),  # three equal ρ: a sign test at 75%
+    (dict(effect=0.5, low=0.5, high=0.5, margin=0.2, n=5), "inconclusive"),    # five: 93.75% < 95%
+    (dict(effect=0.5, low=0.5, high=0.5, margin=0.2, n=6), "supported"),       # six: 96.9% ≥ 95%
+    (dict(effect=-0.5, low=-0.5, high=-0.5, margin=0.2, n=6), "refuted"),
+    (dict(effect=0.5, low=0.5, high=0.5, margin=0.2, n=5, confidence=0.9), "supported"),
 ])
 def test_the_verdict_rule(facts, verdict):
-    args = dict(n=5, min_effect=0.01, min_n=2, floor=0.01, instrument="train_a A/acc − max(chance_A)") | facts
+    args = dict(n=5, min_effect=0.01, min_n=2, floor=0.01, instrument="train_a A/acc − max(chance_A)",
+                confidence=0.95) | facts
     name, rule = claims.verdict(**args)
     assert name == verdict and f"→ {verdict}" in rule
     if args["n"] < 2:
         assert "n too small" in rule
-    if args["low"] == args["high"]:
-        assert "zero spread" in rule
+    if args["low"] == args["high"] and verdict == "inconclusive":
+        assert "zero spread" in rule and "sign test" in rule
 
 
 def test_duplicates_keep_the_newest_parent(study):

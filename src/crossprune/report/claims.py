@@ -137,13 +137,17 @@ CLAIMS = (
 
 RULE = ("instrument fails → not measurable (never refuted); else CI low > 0 and effect ≥ min effect → supported; "
         "CI high < min effect (an effect of interest is excluded — reversed or negligible) → refuted; "
-        "otherwise inconclusive (also when n is too small for an interval)")
+        "otherwise inconclusive (also when n is too small for an interval, or when all n units are equal and a sign "
+        "test on n units cannot reach the confidence)")
 OUTCOMES = (  # first match wins: this sequence is RULE
     ("not measurable", lambda e: not e["margin"] > e["floor"],
      "instrument fails: {instrument} = {margin:.3g}, not > min effect {floor:g}"),
     ("inconclusive", lambda e: e["n"] < e["min_n"], "n = {n} < {min_n}: n too small for an interval"),
-    # n identical units (e.g. a Spearman ρ over 3 severities takes 4 values) give a t-interval of width 0: not evidence
-    ("inconclusive", lambda e: e["low"] == e["high"], "all n = {n} units equal {effect:.3g}: zero spread, no interval"),
+    # n identical units (a Spearman ρ over 3 severities takes 4 values) give a t-interval of width 0; the exact sign
+    # test stands in: n equal signs have a two-sided p of 2·0.5^n, so it takes n ≥ 6 seeds at 95%
+    ("inconclusive", lambda e: e["low"] == e["high"] and 2 * 0.5 ** e["n"] > 1 - e["confidence"],
+     "all n = {n} units equal {effect:.3g}: zero spread, and a sign test on {n} equal units reaches only "
+     "{sign_confidence:.1%} < {confidence:.0%}"),
     ("supported", lambda e: e["low"] > 0 and e["effect"] >= e["min_effect"],
      "CI low {low:.3g} > 0 and effect {effect:.3g} ≥ min effect {min_effect:g}"),
     ("refuted", lambda e: e["high"] < e["min_effect"],
@@ -154,10 +158,10 @@ OUTCOMES = (  # first match wins: this sequence is RULE
 
 
 def verdict(effect: float, low: float, high: float, n: int, min_effect: float, min_n: int,
-            margin: float, floor: float, instrument: str) -> tuple[str, str]:
+            margin: float, floor: float, instrument: str, confidence: float) -> tuple[str, str]:
     """THE verdict rule: the first outcome whose condition holds, and why."""
     facts = dict(effect=effect, low=low, high=high, n=n, min_effect=min_effect, min_n=min_n, margin=margin,
-                 floor=floor, instrument=instrument)
+                 floor=floor, instrument=instrument, confidence=confidence, sign_confidence=1 - 2 * 0.5 ** n)
     name, reason = next((name, text) for name, holds, text in OUTCOMES if holds(facts))
     passed = "" if name == "not measurable" else f"; instrument ok: {instrument} = {margin:.3g} > {floor:g}"
     return name, f"{reason.format(**facts)} → {name}{passed}"
@@ -181,7 +185,7 @@ def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
         need = claim.min_effect if claim.min_effect is not None else min_effect
         for pair, est in sorted(claim.summary(claim, diffs, table, confidence).items()):
             name, rule = verdict(est.effect, est.low, est.high, est.n, need, claim.min_n, margins.get(pair, np.nan),
-                                 min_effect, str(claim.instrument))
+                                 min_effect, str(claim.instrument), confidence)
             rows_out.append(dict(claim=claim.name, pair=pair, statement=claim.statement, effect=est.effect,
                                  ci_low=est.low, ci_high=est.high, n=est.n, verdict=name, rule=rule))
             units_out[(claim.name, pair)] = est.units
