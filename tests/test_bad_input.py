@@ -80,6 +80,8 @@ BAD = {
     "store_server_down": (["tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9 does not answer"),
     "store_scheme": (["tracking.uri=ftp://host/x"], "tracking.uri=ftp://host/x: MLflow has no store for ftp://"),
     "experiment_empty": (["tracking.experiment="], "tracking.experiment must be a name"),
+    "help_unknown_key": (["modl=cnn", "--help"], "unknown key modl (did you mean model?)"),
+    "help_unknown_option": (["model=cn", "--help"], "Could not find 'model/cn' (options: cnn, cnn1d, mlp"),
 }
 SKIP = {"accelerator_gpu": GPU}
 

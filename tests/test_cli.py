@@ -40,6 +40,26 @@ def test_help_lists_the_config_groups(tmp_path):
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.parametrize("overrides", [[], ["model=cnn", "prune.sparsity=0.7"], ["--resolve"]], ids=["default", "overrides", "resolve"])
+def test_help_is_hydras_own_help_word_for_word(overrides, capsys, monkeypatch):
+    """`crossprune --help` answers from one composition (crossprune.help); Hydra's app answers the slow way (it
+    deep-copies the config store per group). Both print the same text, and the fast path imports no torch."""
+    from crossprune import cli
+
+    monkeypatch.setattr(sys, "argv", ["crossprune", *overrides, "--help"])
+    with pytest.raises(SystemExit, match="0"):
+        cli.app()  # Hydra's own help
+    hydras = capsys.readouterr().out
+    cli.main()
+    ours = capsys.readouterr().out
+    assert ours == hydras and "== Configuration groups ==" in ours and "model: cnn, cnn1d, mlp," in ours
+    assert ("sparsity: 0.7" in ours) == ("prune.sparsity=0.7" in overrides)
+    probe = "import sys; from crossprune.cli import main; sys.argv = ['crossprune', '--help']; main(); " \
+            "print(sorted({'torch', 'mlflow', 'sklearn', 'lightning'} & sys.modules.keys()))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines()[-1] == "[]"
+
+
 def test_a_run_prints_the_table_and_the_ui_line(tmp_path):
     """A tiny run exits 0, prints a row per stage and how to open the UI, and leaves 7 runs in ./mlruns."""
     out = crossprune(tmp_path, *SHRINK)

@@ -65,6 +65,22 @@ def other_sweeper(overrides: list[str]) -> bool:
     return any(o.split("=", 1)[0].lstrip("+~") == "hydra/sweeper" and o.split("=", 1)[-1] not in ("study", "basic") for o in overrides)
 
 
+def answer_help(argv: list[str]) -> bool:
+    """`--help` for the shipped configs, printed from one composition; False where Hydra must answer."""
+    args = get_args_parser().parse_args(argv)
+    if not args.help or args.config_dir or args.config_path or args.config_name:
+        return False
+    from crossprune.help import app_help
+
+    with composing():
+        text = app_help(CONF, args.overrides, args.resolve)
+    if text is not None:
+        print(text)
+    return text is not None
+
+
 def main() -> None:
+    if stop_on_bad_input(answer_help, sys.argv[1:]):
+        return
     stop_on_bad_input(preflight, sys.argv[1:])
     app()
