@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from crossprune.data import build_pair
 from crossprune.models import MLP
-from crossprune.pipeline import needed
+from crossprune.parent import needed
 from crossprune.pruning import prunable, select
 from crossprune.scoring import compute_scores
 from crossprune.tracking import STAGE_TAG

@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import crossprune.schema  # noqa: F401  the config's types, in Hydra's ConfigStore before anything is composed
+from crossprune import sweeper
 from crossprune.errors import composing
 from crossprune.errors import stop_on_bad_input as stop_with
 from crossprune.sweeper import jobs_of
@@ -23,17 +24,24 @@ CONF = str(Path(__file__).resolve().parent / "conf")  # links to the top-level c
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> float:
-    from crossprune import pipeline, summary  # heavy imports (mlflow, lightning) only once the config is known to be good
-    from crossprune.validate import validate
+    from crossprune import answer, parent, summary  # mlflow, not torch: a job already in the store answers from it
+    from crossprune.validate import check_values
 
     hydra_cfg = HydraConfig.get()
     sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
-    pair = stop_on_bad_input(validate, cfg)
     overrides = list(hydra_cfg.overrides.task)  # the job's own overrides: what a sweep varies
-    results = stop_on_bad_input(pipeline.run, cfg, pair, sweep, overrides)  # e.g. a global mask that empties a layer
+    stop_on_bad_input(check_values, cfg)
+    if found := answer.find(cfg):
+        results = answer.reply(cfg, found, sweep, overrides)
+    else:
+        from crossprune import pipeline  # torch, Lightning, scikit-learn: only for a job with work to do
+        from crossprune.validate import validate
+
+        pair = stop_on_bad_input(validate, cfg)
+        results = stop_on_bad_input(pipeline.run, cfg, pair, sweep, overrides)  # e.g. a global mask that empties a layer
     if sweep is None:  # a sweep prints one table for all its points when it ends
         summary.print_pipeline(cfg, results)
-    return stop_on_bad_input(pipeline.objective, cfg, results)  # what a sweeper that optimises (optuna) reads
+    return stop_on_bad_input(parent.objective, cfg, results)  # what a sweeper that optimises (optuna) reads
 
 
 def preflight(argv: list[str]) -> None:
@@ -55,9 +63,13 @@ def preflight(argv: list[str]) -> None:
             jobs = [[o.input_line for o in parsed if not o.is_sweep_override()]]
         for overrides in jobs:
             cfg = compose("config", overrides=list(overrides))
-            from crossprune.validate import validate  # torch, scikit-learn: once a job composes, so a typo is told at once
+            from crossprune import answer  # noqa: PLC0415  (mlflow; torch and scikit-learn only for a job to run)
+            from crossprune.validate import check_values, validate  # noqa: PLC0415
 
-            validate(cfg)
+            check_values(cfg)
+            if not answer.find(cfg):  # a job the store answers was validated when it ran
+                validate(cfg)
+        sweeper.preflighted = args.multirun and not other_sweeper(args.overrides)
 
 
 def other_sweeper(overrides: list[str]) -> bool:

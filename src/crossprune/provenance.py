@@ -2,12 +2,14 @@
 (light: no torch, no mlflow; the runs and the report both record it)."""
 
 import functools
+import hashlib
 import importlib.metadata
 import json
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parents[1]  # the checkout, for an editable install
 PACKAGES = ("crossprune", "torch", "pytorch-lightning", "torchmetrics", "torch-pruning", "mlflow", "hydra-core",
             "omegaconf", "safetensors", "scikit-learn", "numpy", "mnist1d")
 
@@ -39,3 +41,12 @@ def run_tags() -> dict[str, str]:
             continue
     commit, dirty = code_state()
     return {"mlflow.source.git.commit": commit, "crossprune.git_dirty": dirty, "crossprune.versions": json.dumps(versions, sort_keys=True)}
+
+
+@functools.cache
+def code_hash() -> str:
+    """Hash of the package's sources: an edited criterion or default must not reuse runs made before the edit."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()

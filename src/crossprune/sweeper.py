@@ -11,6 +11,9 @@ import crossprune.schema  # noqa: F401  the config's types in the ConfigStore: H
 # study sweeper plugin) before it composes anything, so every composition finds them, the tests' and scripts' too
 
 
+preflighted = False  # set by `crossprune`'s preflight once it has composed and validated every job of the sweep
+
+
 def study_jobs(params: dict, grids: dict, arguments: list[str], parser: OverridesParser | None = None) -> list[list[str]]:
     """Every job's overrides: each grid of `study.grids` crossed with hydra.sweeper.params, the command line winning
     over both (so it changes or narrows a study); one grid of the params alone when there are no grids."""

@@ -1,6 +1,6 @@
-"""MLflow plumbing: the store, stage keys, the stage cache and one tracked stage run."""
+"""MLflow plumbing: the store, stage keys, the stage cache and one tracked stage run (no torch at import: a pipeline
+answered from the store never loads it)."""
 
-import functools
 import hashlib
 import json
 import logging
@@ -17,11 +17,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.markup import escape
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 
 from crossprune import __version__, claims
 from crossprune.errors import ConfigError
+from crossprune.provenance import code_hash
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # artifacts are local copies: no bars
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" lines: the table says it
@@ -92,15 +91,6 @@ def stage_key(stage: str, *parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@functools.cache
-def code_hash() -> str:
-    """Hash of the package's sources: an edited criterion or default must not reuse runs made before the edit."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
 @dataclass
 class Result:
     """What a stage hands on: its run, its artifacts on disk and its final metrics."""
@@ -112,7 +102,9 @@ class Result:
     cached: bool
     metrics: dict[str, float] = field(default_factory=dict)
 
-    def load(self, name: str) -> dict[str, Tensor]:
+    def load(self, name: str) -> dict:
+        from safetensors.torch import load_file  # noqa: PLC0415 (torch)
+
         return load_file(str(self.files / f"{name}.safetensors"))
 
     def has(self, name: str) -> bool:
@@ -186,7 +178,9 @@ class StageRun:
     def save_json(self, name: str, obj) -> None:
         (self.workdir / f"{name}.json").write_text(json.dumps(obj, indent=2))
 
-    def save(self, name: str, tensors: dict[str, Tensor]) -> None:
+    def save(self, name: str, tensors: dict) -> None:
+        from safetensors.torch import save_file  # noqa: PLC0415 (torch)
+
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(self.workdir / f"{name}.safetensors"))
 
 

@@ -20,6 +20,18 @@ def validate(cfg: DictConfig) -> "Pair":  # noqa: F821 (crossprune.data.Pair: no
 
     The checks of values come first and import nothing heavy, so most typos are told in well under a second; the
     checks that build things (validate_built) import torch, scikit-learn and Lightning."""
+    check_values(cfg)
+    from crossprune.validate_built import check_built, check_trainer, check_trainer_options  # noqa: PLC0415
+
+    check_trainer(cfg.trainer)
+    check_trainer_options(cfg)
+    with warnings.catch_warnings():  # torch's warning about a bad setting would be a second line on stderr
+        warnings.simplefilter("ignore")
+        return check_built(cfg)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """The checks that build nothing: keys, types, ranges, the store and the output paths."""
     unknown = unknown_keys(cfg)
     if unknown:
         raise ConfigError(unknown_key_message(unknown[0]))
@@ -32,13 +44,6 @@ def validate(cfg: DictConfig) -> "Pair":  # noqa: F821 (crossprune.data.Pair: no
     check_output("report.out", cfg.report.out, folder=True)
     require(bool(cfg.tracking.experiment), "tracking.experiment must be a name, got nothing")
     check_store(cfg.tracking)
-    from crossprune.validate_built import check_built, check_trainer, check_trainer_options  # noqa: PLC0415
-
-    check_trainer(cfg.trainer)
-    check_trainer_options(cfg)
-    with warnings.catch_warnings():  # torch's warning about a bad setting would be a second line on stderr
-        warnings.simplefilter("ignore")
-        return check_built(cfg)
 
 
 def check_pruning(cfg: DictConfig) -> None:

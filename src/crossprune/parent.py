@@ -1,0 +1,85 @@
+"""The parent run of one pipeline: its tags, what it records once its stages are done, and what it reports (the
+summary file, the objective). Light: a pipeline answered from the store (crossprune.answer) uses it without torch."""
+
+import json
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig
+
+from crossprune import names, provenance, tracking
+from crossprune.errors import ConfigError
+from crossprune.stages import STAGES
+
+JOB_TAG = "crossprune.job"  # the job key (crossprune.answer.job_key) of a parent that ran every stage it needed
+RUN_TAG, CACHED_TAG = "crossprune.run.", "crossprune.cached."  # + stage: the run each stage used, and whether cached
+
+
+def needed(cfg: DictConfig) -> list[str]:
+    """The stages asked for and every stage they read, in pipeline order; train_a always (every instrument reads it)."""
+    reads = {
+        "teacher_b": [], "score": ["teacher_b"] if cfg.order == "finetune_then_prune" else [], "prune": ["score"],
+        "finetune_b": ["prune"] + (["teacher_b"] if cfg.finetune_b.distill.alpha > 0 else []),
+        "scratch_b_dense": [], "scratch_b_sparse": ["prune"], "train_a": [],
+    }
+    wanted, todo = {"train_a"}, list(cfg.stages)
+    while todo:
+        stage = todo.pop()
+        if stage not in wanted:
+            wanted.add(stage)
+            todo += reads[stage]
+    return [s for s in STAGES if s in wanted]
+
+
+def tags(cfg: DictConfig, sweep: str | None, overrides: list[str]) -> dict[str, str]:
+    """What the parent is tagged with when it starts: `sweep` (a multirun's folder) and the job's `overrides` let
+    the sweep's table show its points."""
+    data = "none" if cfg.criterion.data_free else cfg.score.data
+    out = {tracking.STAGE_TAG: "pipeline", "crossprune.criterion": cfg.criterion.name, "crossprune.score_data": data,
+           "crossprune.order": cfg.order, "crossprune.stages": ",".join(needed(cfg))}
+    if cfg.study.name:
+        out["crossprune.study"] = cfg.study.name
+    if sweep:
+        out["crossprune.sweep"] = sweep
+    if overrides:
+        out["crossprune.overrides"] = " ".join(overrides)[:5000]
+    return out
+
+
+def begin(cfg: DictConfig) -> None:
+    """The open parent's params and provenance."""
+    mlflow.log_params(tracking.flat_params(cfg))
+    mlflow.set_tags(provenance.run_tags())
+
+
+def finish(results: list, job: str | None) -> None:
+    """Record in the open parent which run each stage used (cached stages have no run of their own here), their
+    metrics, a description linking them, and the job key that lets an identical job answer from the store."""
+    mlflow.set_tags({f"{RUN_TAG}{r.stage}": r.run_id for r in results})
+    mlflow.set_tags({f"{CACHED_TAG}{r.stage}": str(r.cached).lower() for r in results})
+    mlflow.log_metrics({f"{r.stage}/{k}": v for r in results for k, v in r.metrics.items() if not k.startswith(("train/", "val/"))})
+    parent = mlflow.active_run()
+    mlflow.set_tag("mlflow.note.content", names.description(parent.info.run_name, parent.info.experiment_id, results))
+    if job:
+        mlflow.set_tag(JOB_TAG, job)
+
+
+def write_summary(cfg: DictConfig, results: list) -> None:
+    """Each stage's metrics as JSON at `summary` (what DVC reads), when set."""
+    if cfg.summary:
+        Path(cfg.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.summary).write_text(json.dumps({r.stage: r.metrics for r in results}, indent=2, sort_keys=True))
+
+
+def objective(cfg: DictConfig, results: list) -> float:
+    """The value of `objective` (`<stage>/<metric>`, e.g. finetune_b/B/acc) in this run: what an optimising sweeper
+    reads; NaN when that stage did not run (only an optimising sweeper reads it)."""
+    stage, _, metric = cfg.objective.partition("/")
+    ran = {r.stage: r.metrics for r in results}
+    if stage not in ran:
+        return float("nan")
+    found = ran[stage]
+    if metric not in found:
+        raise ConfigError(f"objective={cfg.objective}: {stage} has no metric {metric} in this run "
+                          f"(it has {', '.join(sorted(k for k in found if '/' in k)[:12]) or 'no metrics: add it to stages'})")
+    return float(found[metric])
