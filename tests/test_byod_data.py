@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from crossprune import cli
-from crossprune.data import build_pair
+from crossprune.data import Split, build_pair
+from crossprune.data.stream import Stream
 from crossprune.data.npz import npz
 from crossprune.data.shifts import KINDS, Corruption
 from crossprune.data.vision import torchvision_dataset
@@ -290,13 +291,14 @@ def test_torchvision_sources_that_cannot_be_read_are_one_line(tmp_path, monkeypa
 
 
 def test_mixed_sizes_and_memory_over_max_gb_are_one_line(tmp_path):
-    """Images of several sizes need size; decoded images over max_gb are refused before decoding, naming max_samples."""
+    """Images of several sizes need size; decoded images over max_gb stream instead of filling memory."""
     folder = OmegaConf.create({"_target_": "torchvision.datasets.ImageFolder", "root": image_folder(tmp_path / "f", 8, 0)})
     with pytest.raises(ValueError, match=r"images differ in size \(\[3, \d+, \d+\] and \[3, \d+, \d+\]\): give size"):
         torchvision_dataset("mixed", folder)
     assert torchvision_dataset("sized", folder, size=8).input_shape == [3, 8, 8]
-    with pytest.raises(ValueError, match=r"120 images of \[3, 32, 32\] take 0.00137 GB in memory, over the 0.001 GB left of max_gb: keep fewer with max_samples"):
-        torchvision_dataset("big", OmegaConf.create(fake(120)), max_gb=0.001)
+    big = torchvision_dataset("big", OmegaConf.create(fake(120)), max_gb=0.001)  # 120 × 3×32×32 float32: 0.00137 GB
+    assert all(isinstance(split, Stream) for split in (big.train, big.val, big.test))
+    assert isinstance(torchvision_dataset("small", OmegaConf.create(fake(120)), max_gb=0.002).train, Split)
 
 
 def test_imagefolder_pair_without_roots_is_one_line(tmp_path, cli_run):

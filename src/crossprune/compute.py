@@ -8,6 +8,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from crossprune.data import Split
+
 
 def device_of(trainer: DictConfig) -> torch.device:
     """The device Lightning trains on for `trainer.accelerator`/`devices` (its first one)."""
@@ -46,11 +48,15 @@ class Compute:
             for n, mode in zip(nets, modes):
                 n.cpu().train(mode)
 
-    def run(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        """`fn` over the rows of `x` in batches on the device, under inference mode; float32 on the CPU."""
+    def run(self, fn: Callable[[Tensor], Tensor], x: Tensor | Split, rows: Tensor | None = None) -> Tensor:
+        """`fn` over the rows of a tensor, or of a split (all, or `rows` in that order), in batches on the device,
+        under inference mode; float32 on the CPU. A split is read batch by batch: a streamed one is never whole."""
+        if isinstance(x, Tensor):
+            batches = (x[i : i + self.batch_size] for i in range(0, len(x), self.batch_size))
+        else:
+            batches = (batch for batch, _ in x.batches(self.batch_size, rows))
         with torch.inference_mode():
-            return torch.cat([fn(x[i : i + self.batch_size].to(self.device)).float().cpu()
-                              for i in range(0, len(x), self.batch_size)])
+            return torch.cat([fn(batch.to(self.device)).float().cpu() for batch in batches])
 
     def rows(self, n: int) -> Tensor:
         """At most `max_samples` of `n` row indices, in order: the same seeded subset every call (all rows if they fit)."""

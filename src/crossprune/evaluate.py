@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from crossprune.compute import Compute
-from crossprune.data import Dataset, Pair
-from crossprune.diagnostics import centred_gram, effective_rank, gram_cka, mmd2_rbf, proxy_a_distance
+from crossprune.data import Dataset, Pair, Split
+from crossprune.diagnostics import centred_gram, effective_rank, gram_cka, mmd2_rbf, mmd_rows, proxy_a_distance
 
 TAGS = ("A", "B")
 
@@ -29,7 +29,7 @@ def evaluate(net: nn.Module, classes: tuple, pair: Pair, probe: DictConfig, comp
     with compute.on(net):
         for tag in TAGS:
             data = pair[tag]
-            features = compute.run(net.features, data.test.x)
+            features = compute.run(net.features, data.test)
             if classes == data.classes:
                 logits = compute.run(net.head, features)
                 metrics[f"{tag}/acc"] = accuracy(logits, data.test.y)
@@ -59,7 +59,7 @@ class Reference:
     @classmethod
     def of(cls, dense: nn.Module, pair: Pair, heads: dict[str, nn.Linear], compute: Compute) -> "Reference":
         with compute.on(dense):
-            grams = {t: hidden_grams(dense, pair[t].test.x, compute) for t in TAGS}
+            grams = {t: hidden_grams(dense, pair[t].test, compute) for t in TAGS}
         return cls({t: h.eval() for t, h in heads.items()}, grams)
 
     def tensors(self) -> dict[str, Tensor]:
@@ -83,20 +83,20 @@ class Reference:
         if features.shape[1] == head.in_features:
             with torch.no_grad():
                 out["fixed_head_acc"] = accuracy(head(features), data.test.y)
-        grams = hidden_grams(net, data.test.x, compute)
+        grams = hidden_grams(net, data.test, compute)
         out |= {f"cka/{layer}": gram_cka(dense, grams[layer]) for layer, dense in self.grams[tag].items() if layer in grams}
         return out
 
 
-def hidden_grams(net: nn.Module, x: Tensor, compute: Compute) -> dict[str, Tensor]:
+def hidden_grams(net: nn.Module, split: Split, compute: Compute) -> dict[str, Tensor]:
     """The centred Gram matrix of the output of every Linear/Conv layer but the head (named as in `prune.layers`),
-    flattened per sample, on at most eval.max_samples rows of `x` (an n×n matrix per layer, whatever its width)."""
+    flattened per sample, on at most eval.max_samples rows of `split` (an n×n matrix per layer, whatever its width)."""
     hidden: dict[str, list[Tensor]] = {}
     layers = {n: m for n, m in net.named_modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and not n.startswith("head")}
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: hidden.setdefault(n, []).append(o.flatten(1)))  # on the device
              for n, m in layers.items()]
     try:
-        compute.run(net.features, x[compute.rows(len(x))])
+        compute.run(net.features, split, compute.rows(len(split)))
     finally:
         for h in hooks:
             h.remove()
@@ -117,8 +117,9 @@ def instrument_references(dense: nn.Module, untrained: nn.Module, pair: Pair, pr
             metrics[f"{tag}/chance"] = float(pair[tag].test.y.bincount().max() / len(pair[tag].test.y))
             metrics[f"{tag}/probe_acc_raw"] = probe_accuracy(lambda x: x.flatten(1), pair[tag], probe, compute)
             metrics[f"{tag}/probe_acc_init"] = probe_accuracy(untrained.features, pair[tag], probe, compute)
-        a, b = pair.a.test.x, pair.b.test.x
-        fa, fb = compute.run(dense.features, a), compute.run(dense.features, b)
+        fa, fb = compute.run(dense.features, pair.a.test), compute.run(dense.features, pair.b.test)
+    # Only the rows mmd2_rbf keeps of each test split are read: a streamed one is never held whole.
+    a, b = (pair[t].test.take(mmd_rows(len(pair[t].test))).x for t in TAGS)
     metrics["dissimilarity/mmd"] = mmd2_rbf(fa, fb)
     metrics["dissimilarity/mmd_raw"] = mmd2_rbf(a.flatten(1), b.flatten(1))
     metrics["dissimilarity/pad"] = proxy_a_distance(fa, fb)
@@ -137,15 +138,15 @@ def probe_accuracy(features, data: Dataset, probe: DictConfig, compute: Compute)
     """A linear probe fitted on frozen `features` of (at most eval.max_samples rows of) the train split, scored on
     the whole test split."""
     rows = compute.rows(len(data.train))
-    clf = make_probe(probe).fit(compute.run(features, data.train.x[rows]).numpy(), data.train.y[rows].numpy())
-    return float(clf.score(compute.run(features, data.test.x).numpy(), data.test.y.numpy()))
+    clf = make_probe(probe).fit(compute.run(features, data.train, rows).numpy(), data.train.y[rows].numpy())
+    return float(clf.score(compute.run(features, data.test).numpy(), data.test.y.numpy()))
 
 
 def fit_head(net: nn.Module, data: Dataset, probe: DictConfig, compute: Compute) -> nn.Linear:
     """A head for `data` fitted on frozen features of (at most eval.max_samples rows of) its train split, e.g. the
     fixed B head or a B objective; on the CPU. The net is used where it is, in the mode it is in."""
     rows = compute.rows(len(data.train))
-    return linear_head(compute.run(net.features, data.train.x[rows]), data.train.y[rows], data.num_classes, probe)
+    return linear_head(compute.run(net.features, data.train, rows), data.train.y[rows], data.num_classes, probe)
 
 
 @torch.no_grad()

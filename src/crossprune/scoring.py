@@ -65,5 +65,5 @@ def score_batches(cfg: DictConfig, pair: Pair, data: str, stream: str = "score")
 
 def draw(data: Dataset, head: str, n: int, size: int, rng: torch.Generator) -> list[Batch]:
     order = torch.randperm(len(data.train), generator=rng).repeat(n * size // len(data.train) + 1)  # cycle when short
-    return [Batch(data.train.x[i], data.train.y[i], head) for i in order[: n * size].split(size)]
+    return [Batch(part.x, part.y, head) for part in map(data.train.take, order[: n * size].split(size))]
 

@@ -86,9 +86,10 @@ class Classifier(pl.LightningModule):
 
 
 class Batches:
-    """A split's (x, y) batches sliced from its tensors in memory (a DataLoader gathers and collates sample by
-    sample, which cost more than the small models' steps); shuffled from torch's seeded global generator, as a
-    DataLoader's RandomSampler is. `augment`, a per-sample transform, applies to each training sample."""
+    """A split's (x, y) batches: sliced from its tensors in memory (a DataLoader gathers and collates sample by
+    sample, which cost more than the small models' steps), or read by a streamed split's DataLoader workers. Shuffled
+    from torch's seeded global generator, as a DataLoader's RandomSampler is, so both kinds see the same order.
+    `augment`, a per-sample transform, applies to each training sample."""
 
     def __init__(self, split: Split, batch_size: int, shuffle: bool, augment: Callable | None = None):
         self.split, self.batch_size, self.shuffle, self.augment = split, batch_size, shuffle, augment
@@ -98,16 +99,14 @@ class Batches:
         return math.ceil(n / self.batch_size) - (self.shuffle and n > 1 and n % self.batch_size == 1)
 
     def __iter__(self):
-        x, y = self.split.x, self.split.y
-        order = torch.randperm(len(y)) if self.shuffle else None
-        for start in range(0, len(y), self.batch_size):
-            if self.shuffle and len(y) - start == 1 and start:  # a last training batch of one: BatchNorm cannot use it
-                return
-            rows = slice(start, start + self.batch_size) if order is None else order[start : start + self.batch_size]
-            batch = x[rows]
+        n = len(self.split)
+        order = torch.randperm(n) if self.shuffle else None
+        if self.shuffle and n > 1 and n % self.batch_size == 1:  # a last training batch of one: BatchNorm cannot use it
+            order = order[:-1]
+        for batch, y in self.split.batches(self.batch_size, order):
             if self.augment is not None:
                 batch = torch.stack([self.augment(sample) for sample in batch])
-            yield batch, y[rows]
+            yield batch, y
 
 
 class EpochMetrics(pl.Callback):

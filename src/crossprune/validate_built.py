@@ -44,7 +44,7 @@ def check_built(cfg: DictConfig) -> Pair:
         raise ConfigError(f"train.scheduler cannot be built: {instantiation_error(e)}") from e
     try:
         if cfg.pair.get("augment"):
-            instantiate(cfg.pair.augment)(pair.a.train.x[0])
+            instantiate(cfg.pair.augment)(pair.a.train.take([0]).x[0])
     except Exception as e:
         raise ConfigError(f"pair.augment cannot be built or applied to one sample of A: {instantiation_error(e)}") from e
     params = prunable(net, p)
@@ -128,7 +128,7 @@ def fits(cfg: DictConfig, pair: Pair) -> torch.nn.Module:
     try:
         net = instantiate(cfg.model, input_shape=pair.a.input_shape, num_classes=pair.a.num_classes).eval()
         with torch.no_grad():  # eval: BatchNorm in training mode cannot normalise one sample's 1×1 maps
-            net(pair.a.train.x[:1]), net.features(pair.b.train.x[:1])
+            net(pair.a.train.take([0]).x), net.features(pair.b.train.take([0]).x)
     except Exception as e:
         raise ConfigError(f"model {model} does not fit pair {pair.name} ({settings}): {instantiation_error(e)}") from e
     return net

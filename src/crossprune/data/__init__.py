@@ -1,4 +1,4 @@
-"""Datasets held whole as tensors, and A→B pairs built from them."""
+"""Datasets (held as tensors, or streamed from disk when large) and A→B pairs built from them."""
 
 from crossprune.data.dataset import Dataset, Split
 from crossprune.data.pair import Pair, build_pair

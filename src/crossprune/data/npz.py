@@ -4,7 +4,8 @@ The layout: arrays `x` and `y`, split here like digits; or pre-split `x_train`, 
 `x_val`, `y_val` optional (carved out of train when absent). An optional `classes` array names the classes, `y`
 indexing it; without it the classes are the sorted distinct labels. `x` is channels first: [n, d] stays flat,
 [n, H, W] gets one channel, [n, C, H, W] stays; uint8 is scaled by 1/255, other numbers are taken as they are.
-torchvision datasets are decoded into this same layout (crossprune.data.vision), so both share `from_arrays`.
+torchvision datasets within max_gb are decoded into this same layout (crossprune.data.vision), so both share
+`from_arrays`; larger ones stream (crossprune.data.stream), split into the same rows by the same row functions.
 """
 
 from collections.abc import Callable
@@ -168,9 +169,14 @@ def check_fractions(val: float, test: float, where: str) -> None:
 
 def carve(train: Split, val: float, seed: int) -> tuple[Split, Split]:
     """A seeded stratified val split out of train (for pre-split data without one)."""
-    rest, held = train_test_split(np.arange(len(train)), test_size=val, stratify=train.y.numpy(), random_state=seed)
-    rest, held = np.sort(rest), np.sort(held)
-    return Split(train.x[rest], train.y[rest]), Split(train.x[held], train.y[held])
+    rest, held = carved_rows(train.y.numpy(), val, seed)
+    return train.take(rest), train.take(held)
+
+
+def carved_rows(y: np.ndarray, val: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted rows kept for train and those carved out for val, seeded and stratified by `y`."""
+    rest, held = train_test_split(np.arange(len(y)), test_size=val, stratify=y, random_state=seed)
+    return np.sort(rest), np.sort(held)
 
 
 def split_or_explain(split: Callable, y: np.ndarray, names: tuple, where: str):

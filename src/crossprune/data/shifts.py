@@ -1,8 +1,9 @@
 """Covariate shifts with a severity knob in [0, 1]: 0 leaves images unchanged.
 
 Each takes the whole tensor of a dataset, [n, C, H, W] with values in [0, 1] (noise, brightness, contrast and
-permutation take any [n, ...]). The corruptions follow CIFAR-10-C (Hendrycks & Dietterich 2019): severity 1 is its
-level 5, and severity s moves the parameter linearly from the identity (s = 0) towards it:
+permutation take any [n, ...]); a streamed dataset shifts each batch through `of_rows`. The corruptions follow
+CIFAR-10-C (Hendrycks & Dietterich 2019): severity 1 is its level 5, and severity s moves the parameter linearly from
+the identity (s = 0) towards it:
   GaussianNoise  std 0.10 of the [0, 1] range       (levels 1-5: 0.04 0.06 0.08 0.09 0.10)
   Blur           gaussian sigma 1 px per 32 px side  (0.4 0.6 0.7 0.8 1 on 32x32; scaled, so any size blurs alike)
   Contrast       factor 0.15 towards the mean       (0.75 0.5 0.4 0.3 0.15)
@@ -81,6 +82,15 @@ class GaussianNoise:
             return x
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(self.seed)).to(x.device, x.dtype)
         return (x + 0.1 * self.severity * noise).clamp(0, 1)
+
+    def of_rows(self, x: Tensor, rows: Tensor) -> Tensor:
+        """A batch holding rows `rows` of a streamed dataset: one draw over every row cannot be cut into batches, so
+        each row draws its own noise from (seed, row). The same distribution as __call__'s, not the same draw."""
+        if self.severity == 0:
+            return x
+        seeds = [(self.seed << 32) + int(r) for r in rows]  # distinct for every (seed, row) with row < 2**32
+        noise = torch.stack([torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(s % 2**64)) for s in seeds])
+        return (x + 0.1 * self.severity * noise.to(x.device, x.dtype)).clamp(0, 1)
 
 
 class Blur:
@@ -167,3 +177,12 @@ class Corruption:
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.shift(x)
+
+    def of_rows(self, x: Tensor, rows: Tensor) -> Tensor:
+        return of_rows(self.shift, x, rows)
+
+
+def of_rows(shift: Callable[[Tensor], Tensor], x: Tensor, rows: Tensor) -> Tensor:
+    """`shift` of a batch holding rows `rows` of the data, as a streamed dataset applies it: shift(x) for a shift
+    that acts on each row alone (all here but GaussianNoise); one whose draw spans every row defines `of_rows`."""
+    return shift.of_rows(x, rows) if hasattr(shift, "of_rows") else shift(x)

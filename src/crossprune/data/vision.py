@@ -1,7 +1,7 @@
-"""A torchvision dataset named by `_target_` (CIFAR10, SVHN, ImageFolder, FakeData, …), decoded once into memory."""
+"""A torchvision dataset named by `_target_` (CIFAR10, SVHN, ImageFolder, FakeData, …): decoded once into memory,
+or streamed from disk when its decoded images would take more than `max_gb`."""
 
 import os
-import re
 from functools import lru_cache, partial
 from inspect import signature
 from pathlib import Path
@@ -14,9 +14,8 @@ from sklearn.model_selection import train_test_split
 
 from crossprune.data.dataset import Dataset
 from crossprune.data.npz import from_arrays, label_names, select_classes
-from torch.utils.data import DataLoader, Subset
+from crossprune.data.stream import BATCH, Source, read, streamed
 from torchvision.transforms import v2  # importable on CPU-only torch: crossprune/__init__ installs the hook
-from torchvision.transforms.v2.functional import to_dtype as to_float
 
 # What a dataset's root must hold: nothing is downloaded at run time, so a missing folder names what to put there.
 LAYOUTS = {
@@ -29,7 +28,6 @@ LAYOUTS = {
     "STL10": "<root>/stl10_binary/ (train_X.bin, train_y.bin, test_X.bin, test_y.bin)",
     "ImageFolder": "<root>/<class name>/<image files>, one subfolder per class",
 }
-BATCH = 256
 
 
 def torchvision_dataset(
@@ -51,27 +49,32 @@ def torchvision_dataset(
     `train` and `test` are configs `{_target_: torchvision.datasets.X, <its arguments>}` (the pair's node sets
     `_recursive_: false`, so they arrive unbuilt, as does `shift`): crossprune builds them itself, with
     download=False. Without `test`, train is split train/val/test (`val`, `test_fraction`,
-    seeded and stratified); with it, val is carved out of train. Everything is held in memory: more than `max_gb` of
-    decoded images is refused. `classes` keeps those (names, or label values) relabelled in that order;
-    `max_samples` keeps a seeded stratified subset of at most that many images from each of train and test."""
+    seeded and stratified); with it, val is carved out of train. `classes` keeps those (names, or label values)
+    relabelled in that order; `max_samples` keeps a seeded stratified subset of at most that many images from each of
+    train and test. Decoded images up to `max_gb` (float32, train and test together) are held in memory; more stream,
+    every split decoded a batch at a time by `workers` DataLoader processes, with the same rows and numbers."""
     size = (size, size) if isinstance(size, int) else tuple(size) if size is not None else None
     wanted = tuple(classes) if classes is not None else None
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
     shift = instantiate(shift) if OmegaConf.is_config(shift) else shift
-    arrays, where, budget = {}, [], max_gb
+    sources: dict[str, Source] = {}
     for role, node in (("train", train), ("test", test)):
         if node is None:
             continue
         target, kwargs = spec(node, role, name)
-        x, y, names, described = load(target, kwargs, wanted, max_samples, size, split_seed, workers, budget)
-        if "classes" in arrays and tuple(arrays["classes"].tolist()) != names:
-            raise ValueError(f"{described} has classes {names}, train has {tuple(arrays['classes'].tolist())}: test must share train's")
-        arrays |= {f"x_{role}": x, f"y_{role}": y, "classes": np.array(names)}
-        where.append(described)
-        budget -= x.nbytes / 2**30
+        source = load(target, kwargs, wanted, max_samples, size, split_seed, workers)
+        if sources and source.names != sources["train"].names:
+            raise ValueError(f"{source.where} has classes {source.names}, train has {sources['train'].names}: test must share train's")
+        sources[role] = source
+    if sum(s.gb for s in sources.values()) > max_gb:  # more than memory should hold: every split streams
+        return streamed(name, list(sources.values()), val, test_fraction, split_seed, shift)
+    arrays = {"classes": np.array(sources["train"].names)}
+    for role, s in sources.items():
+        arrays |= {f"x_{role}": decode(s), f"y_{role}": s.y}
     if test is None:
         arrays["x"], arrays["y"] = arrays.pop("x_train"), arrays.pop("y_train")
-    return from_arrays(name, arrays, " and ".join(where), None, val, test_fraction, split_seed, shift)
+    where = " and ".join(s.where for s in sources.values())
+    return from_arrays(name, arrays, where, None, val, test_fraction, split_seed, shift)
 
 
 def spec(node, role: str, name: str) -> tuple[type, tuple]:
@@ -94,15 +97,14 @@ def spec(node, role: str, name: str) -> tuple[type, tuple]:
     return node.func, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in plain.items()))
 
 
-@lru_cache(maxsize=2)  # a pair's A and B (and the preflight's build and the run's) decode the same source once
+@lru_cache(maxsize=2)  # a pair's A and B (and the preflight's build and the run's) read the same source once
 def load(target: type, kwargs: tuple, classes: tuple | None, max_samples: int | None, size: tuple | None,
-         seed: int, workers: int, budget_gb: float) -> tuple[np.ndarray, np.ndarray, tuple, str]:
-    """Images [n, C, H, W] float32, labels 0..k-1, class names, and a description of the source for errors."""
+         seed: int, workers: int) -> Source:
+    """The dataset, the rows kept, their labels 0..k-1, the class names; nothing decoded but what labels need."""
     ds, where = build(target, dict(kwargs), size)
     y = getattr(ds, "targets", getattr(ds, "labels", None))  # what CIFAR, MNIST, ImageFolder (targets) and SVHN, STL10 (labels) keep
-    x = None
-    if y is None:  # FakeData makes its labels as it makes its images: decode everything to read them
-        x, y = decode(ds, np.arange(len(ds)), workers, budget_gb, where)
+    if y is None:  # FakeData makes its labels as it makes its images: read them all (its images are not kept)
+        y = torch.cat([labels for _, labels in read(ds, np.arange(len(ds)), BATCH, workers, where)])
     names = getattr(ds, "classes", None)
     [y], names = label_names([np.asarray(y, dtype=np.int64)], np.array(names) if names else None, where)
     [keep], [y], names = select_classes([y], names, list(classes) if classes is not None else None, where)
@@ -114,8 +116,7 @@ def load(target: type, kwargs: tuple, classes: tuple | None, max_samples: int | 
             raise ValueError(f"{where}: max_samples={max_samples} cannot keep every class: {' '.join(str(e).split())}") from e
         picked = np.sort(picked)
         rows, y = rows[picked], y[picked]
-    x = x[rows] if x is not None else decode(ds, rows, workers, budget_gb, where)[0]
-    return x, y, names, where
+    return Source(ds, rows, y, names, where, dict(kwargs).get("root"), workers)
 
 
 def build(target: type, kwargs: dict, size: tuple | None) -> tuple[torch.utils.data.Dataset, str]:
@@ -131,7 +132,7 @@ def build(target: type, kwargs: dict, size: tuple | None) -> tuple[torch.utils.d
     root = kwargs.get("root")
     if root is not None and not Path(root).is_dir():
         raise ValueError(f"{where}: no folder {root} (relative to {Path.cwd()}); expected {layout}")
-    steps = [v2.ToImage(), *([v2.Resize(list(size), antialias=True)] if size else [])]  # ToDtype comes per batch, in decode
+    steps = [v2.ToImage(), *([v2.Resize(list(size), antialias=True)] if size else [])]  # ToDtype comes per batch, in stream.read
     try:
         return target(**kwargs, transform=v2.Compose(steps)), where
     except Exception as e:  # torchvision's advice is download=True, which crossprune refuses: say what must be there
@@ -139,30 +140,12 @@ def build(target: type, kwargs: dict, size: tuple | None) -> tuple[torch.utils.d
         raise ValueError(f"{where} cannot be read ({reason}); expected {layout}") from e
 
 
-def decode(ds, rows: np.ndarray, workers: int, budget_gb: float, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every row's image, float32 in [0, 1], and label, in batches from a DataLoader with `workers` processes."""
-    first = ds[int(rows[0])][0]
-    gb = len(rows) * first.numel() * 4 / 2**30
-    if gb > budget_gb:
-        raise ValueError(f"{where}: {len(rows)} images of {list(first.shape)} take {gb:.3g} GB in memory, over the "
-                         f"{budget_gb:.3g} GB left of max_gb: keep fewer with max_samples, or shrink them with size")
-    x, y = torch.empty((len(rows), *first.shape)), torch.empty(len(rows), dtype=torch.long)
-    small = len(rows) < 4 * BATCH  # worker processes cost more than they save on a few batches
-    loader = DataLoader(Subset(ds, rows.tolist()), batch_size=BATCH, num_workers=0 if small else workers)
-    try:
-        for i, (images, labels) in enumerate(loader):
-            if images.shape[1:] != first.shape:  # each batch alike, but unlike the first
-                raise mixed_sizes(where, list(first.shape), list(images.shape[1:]))
-            # ToDtype once per batch: per image it costs as much again as decoding the image.
-            x[i * BATCH: i * BATCH + len(images)] = to_float(images, torch.float32, scale=True)
-            y[i * BATCH: i * BATCH + len(images)] = labels
-    except RuntimeError as e:  # collate could not stack one batch (from a worker, the message holds a traceback)
-        sizes = re.search(r"got (\[[\d, ]+\]) at entry \d+ and (\[[\d, ]+\])", str(e))
-        if not sizes:
-            raise
-        raise mixed_sizes(where, sizes[1], sizes[2]) from e
-    return x.numpy(), y.numpy()
-
-
-def mixed_sizes(where: str, one, other) -> ValueError:
-    return ValueError(f"{where}: images differ in size ({one} and {other}): give size (e.g. pair.size=32) to resize them all")
+@lru_cache(maxsize=2)  # per Source (by identity), which load's cache keeps alive for the pair's A and B
+def decode(source: Source) -> np.ndarray:
+    """Every kept row's image [n, C, H, W], float32 in [0, 1], in memory."""
+    x = np.empty((len(source.rows), *source.sample_shape), dtype=np.float32)
+    done = 0
+    for images, _ in read(source.ds, source.rows, BATCH, source.workers, source.where):
+        x[done : done + len(images)] = images.numpy()
+        done += len(images)
+    return x

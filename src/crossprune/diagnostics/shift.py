@@ -11,16 +11,23 @@ from torch import Tensor
 from crossprune.diagnostics._features import flat
 
 
-def _rows(x: Tensor, max_samples: int, seed: int) -> Tensor:
-    """At most `max_samples` rows of `x`, drawn without replacement by a generator seeded afresh per call."""
-    if len(x) <= max_samples:
-        return x
+MMD_SAMPLES = 2000
+
+
+def mmd_rows(n: int, max_samples: int = MMD_SAMPLES, seed: int = 0) -> Tensor:
+    """The rows mmd2_rbf keeps of `n`: all, or `max_samples` drawn without replacement by a generator seeded afresh
+    per call. Taking these rows first gives mmd2_rbf the same numbers without the others."""
+    if n <= max_samples:
+        return torch.arange(n)
     # A fresh generator per sample: identical inputs pick identical rows, so MMD(X, X) stays exactly 0.
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:max_samples]
-    return x[idx]
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_samples]
 
 
-def mmd2_rbf(x: Tensor, y: Tensor, max_samples: int = 2000, seed: int = 0) -> float:
+def _rows(x: Tensor, max_samples: int, seed: int) -> Tensor:
+    return x if len(x) <= max_samples else x[mmd_rows(len(x), max_samples, seed)]
+
+
+def mmd2_rbf(x: Tensor, y: Tensor, max_samples: int = MMD_SAMPLES, seed: int = 0) -> float:
     """Biased (V-statistic) squared MMD with an RBF kernel whose bandwidth is the pooled median distance."""
     x, y = _rows(flat(x), max_samples, seed), _rows(flat(y), max_samples, seed)
     z = torch.cat([x, y])
