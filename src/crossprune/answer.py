@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from crossprune import __version__, claims, names, parent, tracking
-from crossprune.provenance import code_hash
+from crossprune.provenance import code_hash, file_stats
 from crossprune.stages import STAGES
 
 NOT_RESULTS = ("study", "tracking", "summary", "report", "objective", "cache")  # keys no stage's result depends on
@@ -52,9 +52,7 @@ def files_state(node) -> list:
         return [f for v in node for f in files_state(v)]
     if not isinstance(node, str) or node in ("", ".", "..") or not Path(node).exists():
         return []
-    path = Path(node).resolve()
-    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-    return [(str(f), s.st_size, s.st_mtime_ns) for f in files for s in (f.stat(),)]
+    return file_stats(Path(node).resolve())
 
 
 def find(cfg: DictConfig) -> tuple[Run, dict[str, Run]] | None:

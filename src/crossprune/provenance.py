@@ -5,6 +5,7 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -50,3 +51,13 @@ def code_hash() -> str:
     for path in sorted(PACKAGE.rglob("*.py")):
         digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()
+
+
+def file_stats(path: Path) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of a file, or of every file under a folder (links followed), sorted: a cheap stand-in
+    for hashing data that may be larger than memory (a rewritten file changes its size or mtime)."""
+    if not os.path.isdir(path):
+        return [(str(path), (s := os.stat(path)).st_size, s.st_mtime_ns)]
+    files = sorted(os.path.join(folder, f) for folder, _, names in os.walk(path, followlinks=True) for f in names)
+    files = [f for f in files if os.path.exists(f)]  # not a dangling link
+    return [(f, s.st_size, s.st_mtime_ns) for f in files for s in (os.stat(f),)]

@@ -25,6 +25,7 @@ from torchvision.transforms.v2.functional import to_dtype as to_float
 from crossprune.data.dataset import Dataset, Split, stratified_rows
 from crossprune.data.npz import carved_rows, check_fractions, split_or_explain
 from crossprune.data.shifts import of_rows
+from crossprune.provenance import file_stats
 
 BATCH = 256  # images per DataLoader batch when decoding or taking rows
 
@@ -57,11 +58,7 @@ class Source:
         read the whole data, as long as an epoch; a replaced or edited file changes its size or mtime. Read afresh
         at each build (load's cache keeps a Source, and a stream reads its files when it iterates)."""
         parts = [self.where, repr(getattr(self.ds, "transform", None)), torch.__version__, torchvision.__version__]
-        for folder, _, files in sorted(os.walk(self.root, followlinks=True)) if self.root else []:
-            for file in sorted(files):
-                path = os.path.join(folder, file)
-                stat = os.stat(path)
-                parts.append(f"{os.path.relpath(path, self.root)} {stat.st_size} {stat.st_mtime_ns}")
+        parts += [f"{os.path.relpath(path, self.root)} {size} {mtime}" for path, size, mtime in file_stats(self.root)] if self.root else []
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
