@@ -1,9 +1,11 @@
 """Shared fixtures: the real Hydra config shrunk to seconds, a pipeline runner, and MLflow kept per test."""
 
+import os
 from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient, fluent
 from omegaconf import DictConfig
@@ -14,6 +16,8 @@ from crossprune.tracking import Result
 from crossprune.validate import validate
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # one worker per core (pyproject's addopts): two intra-op threads each would fight
 SHRINK = ["train_a.epochs=4", "finetune_b.epochs=1", "trainer.progress_bar=false", "score.batches=2"]
 SMALL = {"mlp": "model.hidden=[32,16]", "cnn": "model.channels=[8,16]", "resnet18": "model.width=0.125"}  # by model option
 

@@ -9,24 +9,12 @@ from PIL import Image
 from crossprune.data import Split, build_pair
 from crossprune.data.stream import Stream
 from crossprune.data.vision import torchvision_dataset
+from test_byod_data import image_folder
 
 SPLITS = ("train", "val", "test")
 STREAM = 1e-6  # max_gb: any data is over it
 TINY = ["model=cnn", "pair=imagefolder", "pair.size=16", "pair.head=keep", "train_a.epochs=1", "train.batch_size=8",
         "stages=[train_a,score,prune,finetune_b]"]
-
-
-def folder(root, per_class: int, seed: int) -> str:
-    """PNGs of mixed sizes, one subfolder per class; the class is the colour channel that is lit."""
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(["red", "green", "blue"]):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            side = int(rng.integers(12, 20))
-            img = rng.integers(0, 40, (side, side, 3)).astype(np.uint8)
-            img[..., c] = 220
-            Image.fromarray(img).save(root / name / f"{i}.png")
-    return str(root)
 
 
 def fake(size: int, offset: int = 0):
@@ -60,7 +48,7 @@ def test_a_stream_of_train_and_test_holds_the_in_memory_numbers():
 
 def test_a_stream_of_one_folder_holds_the_in_memory_numbers(tmp_path):
     """One ImageFolder split train/val/test here, resized and blurred: the same rows as in memory."""
-    node = OmegaConf.create({"_target_": "torchvision.datasets.ImageFolder", "root": folder(tmp_path / "f", 20, 0)})
+    node = OmegaConf.create({"_target_": "torchvision.datasets.ImageFolder", "root": image_folder(tmp_path / "f", 20, 0)})
     args = dict(train=node, size=16, shift=corruption("blur"), workers=2)
     assert_same_rows(torchvision_dataset("m", **args), torchvision_dataset("s", **args, max_gb=STREAM))
 
@@ -77,7 +65,7 @@ def test_streamed_gaussian_noise_is_drawn_per_row():
 
 def test_the_digest_of_a_stream_sees_a_changed_file(tmp_path):
     """Hashing streamed images would read them all: files are known by path, size and mtime, so an edit is new data."""
-    node = OmegaConf.create({"_target_": "torchvision.datasets.ImageFolder", "root": folder(tmp_path / "f", 10, 0)})
+    node = OmegaConf.create({"_target_": "torchvision.datasets.ImageFolder", "root": image_folder(tmp_path / "f", 10, 0)})
     first = torchvision_dataset("s", node, size=16, max_gb=STREAM).digest
     assert torchvision_dataset("s", node, size=16, max_gb=STREAM).digest == first
     Image.fromarray(np.zeros((15, 15, 3), np.uint8)).save(tmp_path / "f" / "red" / "0.png")
@@ -88,7 +76,7 @@ def test_the_digest_of_a_stream_sees_a_changed_file(tmp_path):
 def test_a_streamed_pipeline_gives_the_in_memory_metrics(tmp_path, compose_at, run_pipeline, store_runs):
     """ImageFolder A and B through train_a, score, prune and finetune_b: streamed (training batches read by two
     workers, in the same seeded order) every metric equals the in-memory run's."""
-    a, b = folder(tmp_path / "a", 30, 0), folder(tmp_path / "b", 20, 1)
+    a, b = image_folder(tmp_path / "a", 30, 0), image_folder(tmp_path / "b", 20, 1)
     roots = [f"pair.a.train.root={a}", f"pair.b.train.root={b}"]
     stream = [f"+pair.{s}.max_gb={STREAM}" for s in "ab"] + [f"+pair.{s}.workers=2" for s in "ab"]
     memory = run_pipeline(compose_at(tmp_path / "memory", *TINY, *roots))
