@@ -63,10 +63,11 @@ def preflight(argv: list[str]) -> None:
             jobs = [[o.input_line for o in parsed if not o.is_sweep_override()]]
         for overrides in jobs:
             cfg = compose("config", overrides=list(overrides))
-            from crossprune import answer  # noqa: PLC0415  (mlflow; torch and scikit-learn only for a job to run)
             from crossprune.validate import check_values, validate  # noqa: PLC0415
 
-            check_values(cfg)
+            check_values(cfg)  # a typo is told before anything heavy loads
+            from crossprune import answer  # noqa: PLC0415  (mlflow; torch and scikit-learn only for a job to run)
+
             if not answer.find(cfg):  # a job the store answers was validated when it ran
                 validate(cfg)
         sweeper.preflighted = args.multirun and not other_sweeper(args.overrides)
