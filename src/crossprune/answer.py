@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -61,8 +60,15 @@ def find(cfg: DictConfig) -> tuple[Run, dict[str, Run]] | None:
     key = job_key(cfg) if cfg.cache else None
     if key is None or not store_exists(cfg.tracking.uri):
         return None
-    client = MlflowClient(cfg.tracking.uri)
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    try:
+        return newest_finished(MlflowClient(cfg.tracking.uri), cfg.tracking.experiment, key)
+    except Exception:  # a store this cannot read (an old schema, a server error): the pipeline's path says what is wrong
+        return None
+
+
+def newest_finished(client: MlflowClient, experiment_name: str, key: str) -> tuple[Run, dict[str, Run]] | None:
+    """find's query: the newest FINISHED parent with job `key`, if its stage runs are all still FINISHED."""
+    experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
     ids = [experiment.experiment_id]
