@@ -72,15 +72,17 @@ def newest_finished(client: MlflowClient, experiment_name: str, key: str) -> tup
     if experiment is None:
         return None
     ids = [experiment.experiment_id]
-    for old in client.search_runs(ids, f"tags.`{parent.JOB_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-                                  max_results=1, order_by=["attributes.start_time DESC"]):
-        used = {k.removeprefix(parent.RUN_TAG): v for k, v in old.data.tags.items() if k.startswith(parent.RUN_TAG)}
-        listed = ", ".join(f"'{run_id}'" for run_id in set(used.values()))
-        runs = {r.info.run_id: r for r in client.search_runs(ids, f"attributes.run_id IN ({listed}) and attributes.status = 'FINISHED'",
-                                                             max_results=len(used))}
-        if used and set(used.values()) <= runs.keys():
-            return old, {s: runs[used[s]] for s in STAGES if s in used}
-    return None
+    newest = client.search_runs(ids, f"tags.`{parent.JOB_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+                                max_results=1, order_by=["attributes.start_time DESC"])
+    if not newest:
+        return None
+    used = {k.removeprefix(parent.RUN_TAG): v for k, v in newest[0].data.tags.items() if k.startswith(parent.RUN_TAG)}
+    listed = ", ".join(f"'{run_id}'" for run_id in set(used.values()))
+    runs = {r.info.run_id: r for r in client.search_runs(ids, f"attributes.run_id IN ({listed}) and attributes.status = 'FINISHED'",
+                                                         max_results=len(used))}
+    if not used or not set(used.values()) <= runs.keys():
+        return None
+    return newest[0], {s: runs[used[s]] for s in STAGES if s in used}
 
 
 def store_exists(uri: str) -> bool:

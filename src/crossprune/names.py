@@ -17,6 +17,11 @@ def varying(points: list[dict]) -> list[str]:
     return [k for k in keys if len({p.get(k) for p in points}) > 1]
 
 
+def score_data(cfg: DictConfig) -> str:
+    """A, B or mix; `none` for data-free criteria, which ignore the score data."""
+    return "none" if cfg.criterion.data_free else cfg.score.data
+
+
 def criterion(cfg: DictConfig, data: str | None = None, asked: bool = False) -> str:
     """`taylor@B`: the criterion and the data it scored on (no data for data-free criteria, unless `asked`: the
     score.data a sweep point set, which tells its parent from its twin on other data)."""

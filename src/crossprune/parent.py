@@ -34,8 +34,7 @@ def needed(cfg: DictConfig) -> list[str]:
 def tags(cfg: DictConfig, sweep: str | None, overrides: list[str]) -> dict[str, str]:
     """What the parent is tagged with when it starts: `sweep` (a multirun's folder) and the job's `overrides` let
     the sweep's table show its points."""
-    data = "none" if cfg.criterion.data_free else cfg.score.data
-    out = {tracking.STAGE_TAG: "pipeline", "crossprune.criterion": cfg.criterion.name, "crossprune.score_data": data,
+    out = {tracking.STAGE_TAG: "pipeline", "crossprune.criterion": cfg.criterion.name, "crossprune.score_data": names.score_data(cfg),
            "crossprune.order": cfg.order, "crossprune.stages": ",".join(needed(cfg))}
     if cfg.study.name:
         out["crossprune.study"] = cfg.study.name

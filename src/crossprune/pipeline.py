@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from crossprune import answer, names, parent, tracking
 from crossprune.data import Pair
-from crossprune.scoring import score_data
+from crossprune.names import score_data
 from crossprune.stages import prune, score, train_a, train_b
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
@@ -18,12 +18,13 @@ def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[s
     """Run (or reuse) the needed stages; the Results' metrics stay valid, their files only while this runs.
     `sweep` (a multirun's folder) and the job's `overrides` tag the parent, so the sweep's table can show its points."""
     tracking.connect(cfg.tracking)
+    job = answer.job_key(cfg)  # now: the files the run reads, not whatever is at those paths when it ends
     try:
         with tempfile.TemporaryDirectory(prefix="crossprune-") as workdir, tracking.tracked(names.parent_name(cfg, overrides),
                                                                                        parent.tags(cfg, sweep, overrides)):
             ctx = Context(cfg, pair, Path(workdir))
             try:
-                results = run_stages(ctx, parent.needed(cfg))
+                results = run_stages(ctx, parent.needed(cfg), job)
             finally:
                 ctx.release()  # a claim left by a stage that failed between looking up its key and tracking it
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (inside fit, Lightning turns it into SystemExit(1))
@@ -33,8 +34,9 @@ def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[s
     return results
 
 
-def run_stages(ctx: Context, stages: list[str]) -> list[Result]:
-    """Run (or reuse) `stages` in order under the open parent run, which then records what each stage gave."""
+def run_stages(ctx: Context, stages: list[str], job: str | None = None) -> list[Result]:
+    """Run (or reuse) `stages` in order under the open parent run, which then records what each stage gave and the
+    `job` key that lets an identical job answer from the store."""
     cfg = ctx.cfg
     parent.begin(cfg)
     tracking.log_datasets(ctx.pair)
@@ -55,5 +57,5 @@ def run_stages(ctx: Context, stages: list[str]) -> list[Result]:
     if "scratch_b_sparse" in stages:
         done["scratch_b_sparse"] = train_b.scratch_b_sparse(ctx, done["prune"])
     results = list(done.values())
-    parent.finish(results, answer.job_key(cfg))
+    parent.finish(results, job)
     return results

@@ -10,12 +10,8 @@ from crossprune.compute import Compute
 from crossprune.criteria import Batch
 from crossprune.data import Dataset, Pair
 from crossprune.evaluate import fit_head
+from crossprune.names import score_data
 from crossprune.seeds import generator
-
-
-def score_data(cfg: DictConfig) -> str:
-    """A, B or mix; `none` for data-free criteria, which ignore the score data."""
-    return "none" if cfg.criterion.data_free else cfg.score.data
 
 
 class Objective:

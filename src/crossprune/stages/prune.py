@@ -9,7 +9,8 @@ from crossprune.diagnostics import mask_iou, spearman
 from crossprune.pruning import Mask, plain_state_dict, prunable, select
 from crossprune.pruning.structured import count, latency_ms, remove_channels
 from crossprune.evaluate import fit_head
-from crossprune.scoring import compute_scores, score_data
+from crossprune.names import score_data
+from crossprune.scoring import compute_scores
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
 from crossprune.training import fit

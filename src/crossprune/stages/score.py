@@ -3,7 +3,8 @@ criteria). That network is train_a's, or teacher_b's when the order is finetune_
 
 from crossprune import figures
 from crossprune.pruning import prunable
-from crossprune.scoring import compute_scores, score_data
+from crossprune.names import score_data
+from crossprune.scoring import compute_scores
 from crossprune.stages.context import Context
 from crossprune.tracking import Result
 
