@@ -12,18 +12,17 @@ import crossprune  # noqa: F401  first: lets torchvision (imported by Lightning)
 import mlflow
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
-from torch.utils.data import DataLoader, TensorDataset
 
 from crossprune.data import Split
 from crossprune.tracking import connect
 from crossprune.training import fit
 
+from _bare import accuracy, bare
 from _common import machine, timed
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -44,28 +43,6 @@ def gratings(n: int, seed: int) -> Split:
     x = torch.sin(2 * math.pi * cycles[:, None, None] * along + phase[:, None, None])
     x = x + torch.randn(n, SIDE, SIDE, generator=g)
     return Split(x[:, None], y)
-
-
-def accuracy(net, split: Split, batch_size: int) -> float:
-    """Accuracy on a split, in batches as Lightning validates."""
-    net.eval()
-    with torch.no_grad():
-        hits = sum(int((net(x).argmax(1) == y).sum()) for x, y in DataLoader(TensorDataset(split.x, split.y), batch_size))
-    return hits / len(split)
-
-
-def bare(net, train: Split, val: Split, epochs: int, cfg):
-    """The reference: a plain PyTorch loop with the same batch size and optimizer, validating every epoch."""
-    loader = DataLoader(TensorDataset(train.x, train.y), cfg.train.batch_size, shuffle=True)
-    opt = instantiate(cfg.train.optimizer)(net.parameters())
-    for _ in range(epochs):
-        net.train()
-        for x, y in loader:
-            opt.zero_grad()
-            F.cross_entropy(net(x), y).backward()
-            opt.step()
-        accuracy(net, val, cfg.train.batch_size)
-    return net
 
 
 def main() -> None:

@@ -3,22 +3,18 @@
 Run: .venv/bin/python benchmarks/fit_overhead.py
 """
 
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import crossprune  # noqa: F401  first: lets torchvision (imported by Lightning) load on a CPU-only torch
 import mlflow
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
-from torch.utils.data import DataLoader, TensorDataset
 
 from crossprune.criteria import magnitude
 from crossprune.data.digits import digits
@@ -26,43 +22,11 @@ from crossprune.pruning import select
 from crossprune.tracking import connect
 from crossprune.training import fit
 
+from _bare import accuracy, bare
+from _common import timed
+
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-EPOCHS, REPEATS, N_METRICS = 20, 5, 200  # 5 interleaved rounds: a shared CPU is noisy
-
-
-def timed(cases: dict) -> dict[str, tuple[float, object]]:
-    """Median seconds of each case's `work(setup())` (setup untimed), after a warm-up; rounds interleave the cases."""
-    seconds, outs = {name: [] for name in cases}, {}
-    for round_ in range(REPEATS + 1):  # round 0 warms up: imports, the first Trainer, the sqlite schema
-        for name, (setup, work) in cases.items():
-            arg = setup()
-            start = time.perf_counter()
-            outs[name] = work(arg)
-            if round_:
-                seconds[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(seconds[name]), outs[name]) for name in cases}
-
-
-def accuracy(net, split, batch_size: int) -> float:
-    """Accuracy on a split, in batches as Lightning validates."""
-    net.eval()
-    with torch.no_grad():
-        hits = sum(int((net(x).argmax(1) == y).sum()) for x, y in DataLoader(TensorDataset(split.x, split.y), batch_size))
-    return hits / len(split)
-
-
-def bare(net, data, cfg):
-    """The reference: a plain PyTorch loop with the same batches and optimizer, validating every epoch."""
-    loader = DataLoader(TensorDataset(data.train.x, data.train.y), cfg.train.batch_size, shuffle=True)
-    opt = instantiate(cfg.train.optimizer)(net.parameters())
-    for _ in range(EPOCHS):
-        net.train()
-        for x, y in loader:
-            opt.zero_grad()
-            F.cross_entropy(net(x), y).backward()
-            opt.step()
-        accuracy(net, data.val, cfg.train.batch_size)
-    return net
+EPOCHS, REPEATS, N_METRICS = 20, 5, 200  # 5 interleaved rounds after a warm-up (imports, the first Trainer, the store): a shared CPU is noisy
 
 
 def masked(net, cfg):
@@ -96,12 +60,12 @@ def main() -> None:
             steps = iter(range(10**6))  # a fresh step per call, so no two timings write the same rows
             metrics = lambda: ({f"m/{i}": float(i) for i in range(N_METRICS)}, next(steps))  # noqa: E731
             rows = timed({
-                "bare PyTorch loop": (new_net, lambda net: bare(net, data, cfg)),
+                "bare PyTorch loop": (new_net, lambda net: bare(net, data.train, data.val, EPOCHS, cfg)),
                 "crossprune fit": (new_net, train),
                 f"crossprune fit + masks ({cfg.prune.sparsity:.0%})": (lambda: masked(new_net(), cfg), train),
                 "per-call": (metrics, one_by_one),
                 "batched": (metrics, lambda ms: mlflow.log_metrics(*ms)),
-            })
+            }, REPEATS)
     per_call, batched = rows.pop("per-call"), rows.pop("batched")
     table = Table("measurement", "median s", "ratio", "val acc", title=f"digits · MLP {list(cfg.model.hidden)} · {EPOCHS} epochs · 1 thread · median of {REPEATS}")
     reference = rows["bare PyTorch loop"][0]
