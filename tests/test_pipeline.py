@@ -109,13 +109,16 @@ def test_per_epoch_histories(history, single):
 
 
 def test_artifacts_of_every_stage(history, single):
-    """config.yaml and model.safetensors everywhere, masks on masked stages, scores on score."""
+    """config.yaml and model.safetensors everywhere, masks on masked stages, scores on score; one figure each."""
     runs, _ = single
     for stage, run in runs.items():
         names = {a.path for a in history.client.list_artifacts(run.info.run_id)}
         assert {"config.yaml", "model.safetensors"} <= names, stage
         assert ("masks.safetensors" in names) == (stage in MASKED), stage
         assert ("scores.safetensors" in names) == (stage == "score"), stage
+        drawn = {a.path: a.file_size for a in history.client.list_artifacts(run.info.run_id, "figures")}
+        expected = {"score": "scores", "prune": "layer_sparsity"}.get(stage, "curves")
+        assert list(drawn) == [f"figures/{expected}.png"] and drawn[f"figures/{expected}.png"] > 5000, (stage, drawn)
 
 
 def test_params_are_the_flattened_config(single):
