@@ -67,13 +67,19 @@ class FileClaim:
         os.close(self.fd)
 
 
+CLAIM_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (server, claims experiment) -> its id
+
+
 class StoreClaim:
     """A RUNNING claim run on `key` in its own experiment; the oldest live claim holds the key. The holder renews
     its lease every lease/4 seconds; a claim whose lease ran out (its holder died) is marked FAILED and skipped."""
 
     def __init__(self, key: str, experiment: str, lease: float = 60.0, poll: float = 1.0):
         self.client, self.key, self.lease = MlflowClient(), key, lease
-        self.experiment_id = experiment_id(self.client, f"{experiment}.claims")
+        where = (self.client.tracking_uri, f"{experiment}.claims")
+        if where not in CLAIM_EXPERIMENTS:  # asked once per process and server, not at every stage
+            CLAIM_EXPERIMENTS[where] = experiment_id(self.client, where[1])
+        self.experiment_id = CLAIM_EXPERIMENTS[where]
         tags = {CLAIM_TAG: key, LEASE_TAG: str(time.time() + lease), **owner_tags()}
         self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=f"claim {key}").info.run_id
         self.stop = threading.Event()

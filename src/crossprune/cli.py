@@ -35,8 +35,10 @@ def app(cfg: DictConfig) -> float:
         results = answer.reply(cfg, found, sweep, overrides)
     else:
         from crossprune import pipeline  # torch, Lightning, scikit-learn: only for a job with work to do
+        from crossprune.compute import share_cores
         from crossprune.validate import validate
 
+        share_cores(hydra_cfg.launcher.get("n_jobs"))  # joblib's workers split the cores
         pair = stop_on_bad_input(validate, cfg)
         results = stop_on_bad_input(pipeline.run, cfg, pair, sweep, overrides)  # e.g. a global mask that empties a layer
     if sweep is None:  # a sweep prints one table for all its points when it ends

@@ -45,22 +45,20 @@ def tags(cfg: DictConfig, sweep: str | None, overrides: list[str]) -> dict[str, 
     return out
 
 
-def begin(cfg: DictConfig) -> None:
-    """The open parent's params and provenance."""
+def begin(cfg: DictConfig, tags: dict[str, str] | None = None) -> None:
+    """The open parent's params and provenance, and `tags` of the process that runs the stages."""
     mlflow.log_params(tracking.flat_params(cfg))
-    mlflow.set_tags(provenance.run_tags())
+    mlflow.set_tags(provenance.run_tags() | (tags or {}))
 
 
 def finish(results: list, job: str | None) -> None:
     """Record in the open parent which run each stage used (cached stages have no run of their own here), their
     metrics, a description linking them, and the job key that lets an identical job answer from the store."""
-    mlflow.set_tags({f"{RUN_TAG}{r.stage}": r.run_id for r in results})
-    mlflow.set_tags({f"{CACHED_TAG}{r.stage}": str(r.cached).lower() for r in results})
-    mlflow.log_metrics({f"{r.stage}/{k}": v for r in results for k, v in r.metrics.items() if not k.startswith(("train/", "val/"))})
     parent = mlflow.active_run()
-    mlflow.set_tag("mlflow.note.content", names.description(parent.info.run_name, parent.info.experiment_id, results))
-    if job:
-        mlflow.set_tag(JOB_TAG, job)
+    tags = {f"{RUN_TAG}{r.stage}": r.run_id for r in results} | {f"{CACHED_TAG}{r.stage}": str(r.cached).lower() for r in results}
+    tags["mlflow.note.content"] = names.description(parent.info.run_name, parent.info.experiment_id, results)
+    metrics = {f"{r.stage}/{k}": v for r in results for k, v in r.metrics.items() if not k.startswith(("train/", "val/"))}
+    tracking.log_batch(parent.info.run_id, metrics, tags | ({JOB_TAG: job} if job else {}))
 
 
 def write_summary(cfg: DictConfig, results: list) -> None:

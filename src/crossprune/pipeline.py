@@ -4,6 +4,7 @@
 import tempfile
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from crossprune import answer, names, parent, tracking
@@ -38,7 +39,7 @@ def run_stages(ctx: Context, stages: list[str], job: str | None = None) -> list[
     """Run (or reuse) `stages` in order under the open parent run, which then records what each stage gave and the
     `job` key that lets an identical job answer from the store."""
     cfg = ctx.cfg
-    parent.begin(cfg)
+    parent.begin(cfg, {"crossprune.torch_threads": str(torch.get_num_threads())})  # timings depend on it
     tracking.log_datasets(ctx.pair)
     done = {"train_a": train_a.run(ctx)}
     if "teacher_b" in stages:

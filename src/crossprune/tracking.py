@@ -7,12 +7,14 @@ import logging
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -30,13 +32,19 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)  # no migration chatter wh
 
 STAGE_TAG, KEY_TAG, WEIGHTS_TAG = "crossprune.stage", "crossprune.key", "crossprune.weights_key"
 SHA_TAG = "crossprune.sha256"  # {artifact path: sha256}, recorded when written, checked when reused
+CONNECTED: set[tuple[str, str]] = set()  # (uri, experiment) this process has set up and swept for dead runs
 OPEN_RUNS: set[str] = set()  # runs this process started and has not ended: marked KILLED on Ctrl-C
 
 
 def connect(tracking: DictConfig) -> None:
-    """Point MLflow at the store, create it (once, under a lock) if new, and mark the runs of dead processes FAILED.
-    A new experiment on a local sqlite store keeps its artifacts beside the database unless tracking.artifacts says."""
+    """Point MLflow at the store, create it (once, under a lock) if new, and mark the runs of dead processes FAILED;
+    once per process and store (a sweep's later jobs only point MLflow at it). A new experiment on a local sqlite
+    store keeps its artifacts beside the database unless tracking.artifacts says."""
     uri, folder = tracking.uri, claims.sqlite_folder(tracking.uri)
+    if (uri, tracking.experiment) in CONNECTED and (not folder or Path(uri.removeprefix("sqlite:///")).exists()):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(tracking.experiment)
+        return
     with claims.FileClaim(folder / "locks" / "store.lock") if folder else nullcontext():  # MLflow's migration races
         if folder:
             create_sqlite_store(Path(uri.removeprefix("sqlite:///")))
@@ -51,6 +59,7 @@ def connect(tracking: DictConfig) -> None:
     dead = claims.mark_dead_runs(client, [experiment.experiment_id, *([claimed.experiment_id] if claimed else [])])
     if dead:
         say(f"marked {dead} run(s) of processes that died FAILED (tag {claims.FAILURE_TAG} says why)")
+    CONNECTED.add((uri, tracking.experiment))
 
 
 def create_sqlite_store(db: Path) -> None:
@@ -164,16 +173,22 @@ def damage(files: Path, recorded: dict[str, str] | None) -> str | None:
 
 
 class StageRun:
-    """The open MLflow run of one stage: collects metrics, tags and tensors, and logs them in batches."""
+    """The open MLflow run of one stage: collects metrics and tags, sent in one batch when the stage ends (a call
+    per item cost a round trip each on a server), and writes its tensors."""
 
     def __init__(self, run_id: str, workdir: Path):
-        self.run_id, self.workdir = run_id, workdir
+        self.run_id, self.workdir, self.metrics, self.tags = run_id, workdir, {}, {}
 
     def log(self, metrics: dict[str, float]) -> None:
-        mlflow.log_metrics(metrics)
+        self.metrics |= metrics
 
     def tag(self, **tags) -> None:
-        mlflow.set_tags({f"crossprune.{k}": str(v) for k, v in tags.items()})
+        self.tags |= {f"crossprune.{k}": str(v) for k, v in tags.items()}
+
+    def send(self, **tags: str) -> None:
+        """What was collected, and `tags`, in one batch."""
+        log_batch(self.run_id, self.metrics, self.tags | tags)
+        self.metrics, self.tags = {}, {}
 
     def save_json(self, name: str, obj) -> None:
         (self.workdir / f"{name}.json").write_text(json.dumps(obj, indent=2))
@@ -182,6 +197,13 @@ class StageRun:
         from safetensors.torch import save_file  # noqa: PLC0415 (torch)
 
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(self.workdir / f"{name}.safetensors"))
+
+
+def log_batch(run_id: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
+    """Metrics (at step 0, as mlflow.log_metrics logs them) and tags in one call: a round trip each on a server."""
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                             tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 class StageFailed(ConfigError):
@@ -224,9 +246,13 @@ def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path, name: str | 
         stage_run = StageRun(run.info.run_id, folder)
         try:
             yield stage_run
-        except FloatingPointError as e:  # a diverged loss: the stage, not the user's code, says what happened
-            raise StageFailed(f"{stage}: {e}") from e
-        mlflow.set_tag(SHA_TAG, json.dumps(sha256s(folder)))
+        except BaseException as e:
+            with suppress(Exception):  # what the stage measured before it failed stays on its FAILED run
+                stage_run.send()
+            if isinstance(e, FloatingPointError):  # a diverged loss: the stage, not the user's code, says what happened
+                raise StageFailed(f"{stage}: {e}") from e
+            raise
+        stage_run.send(**{SHA_TAG: json.dumps(sha256s(folder))})  # the digests before the files they describe
         mlflow.log_artifacts(str(folder))
     metrics = MlflowClient().get_run(run.info.run_id).data.metrics
     stage_run.result = Result(stage, key, run.info.run_id, folder, False, metrics)

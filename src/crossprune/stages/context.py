@@ -71,10 +71,10 @@ class Context:
 
     def cached(self, stage: str, key: str, tag: str = tracking.KEY_TAG) -> Result | None:
         """The Result of a FINISHED run whose `tag` is `key` (the stage key by default), unless the cache is off.
-        On a miss for a stage key this process claims the key, waiting while another process computes it (then its
+        On a miss for a stage key (cache on) this process claims the key, waiting while another process computes it (then its
         run is the hit); the claim is held until track() ends."""
         hit = self.lookup(stage, key, tag)
-        if hit or tag != tracking.KEY_TAG:
+        if hit or tag != tracking.KEY_TAG or not self.cfg.cache:  # cache=false: nothing to share, so nothing to claim
             return hit
         self.held[key] = claims.claim(key, self.cfg.tracking.uri, self.cfg.tracking.experiment)
         if hit := self.lookup(stage, key, tag):
