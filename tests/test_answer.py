@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from mlflow.tracking import MlflowClient
@@ -84,3 +85,31 @@ def test_cache_false_never_answers(make_cfg, run_pipeline):
     cfg = make_cfg()
     run_pipeline(cfg)
     assert answer.find(cfg) is not None and answer.find(make_cfg("cache=false")) is None
+
+
+def test_a_sweep_launches_only_the_jobs_the_store_cannot_answer(tmp_path):
+    """A sweep run again with one more point: the study sweeper records the two answered points itself (same name
+    and overrides as when they ran, tagged with the new sweep) and launches only the new one."""
+    cli = str(Path(sys.executable).with_name("crossprune"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    tiny = ["train_a.epochs=1", "finetune_b.epochs=1", "model.hidden=[16]", "trainer.progress_bar=false", "stages=[train_a,score,prune]"]
+
+    def sweep(values: str) -> subprocess.CompletedProcess:
+        out = subprocess.run([cli, "-m", f"prune.sparsity={values}", *tiny], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out
+
+    sweep("0.5,0.7")
+    again = sweep("0.5,0.7,0.8")
+    assert again.stdout.count("answered from the store") == 2 and "Launching 1 jobs" in again.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("crossprune").experiment_id], "tags.`crossprune.stage` = 'pipeline'",
+                              order_by=["attributes.start_time ASC"])
+    first, second = runs[:2], runs[2:]
+    assert [r.data.tags["crossprune.overrides"] for r in first] == [r.data.tags["crossprune.overrides"] for r in second[:2]]
+    assert [r.info.run_name for r in first] == [r.info.run_name for r in second[:2]]
+    assert len({r.data.tags["crossprune.sweep"] for r in second}) == 1 != len({r.data.tags["crossprune.sweep"] for r in runs})
+    assert all(r.info.status == "FINISHED" for r in runs) and "prune.sparsity=0.8" in second[2].data.tags["crossprune.overrides"]
+    assert {s: second[0].data.tags[f"{parent.RUN_TAG}{s}"] for s in ("train_a", "prune")} == \
+        {s: first[0].data.tags[f"{parent.RUN_TAG}{s}"] for s in ("train_a", "prune")}
+    assert "8 points" not in again.stdout and "3 points" in again.stdout  # one table for the whole sweep

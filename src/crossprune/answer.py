@@ -91,12 +91,14 @@ def store_exists(uri: str) -> bool:
     return folder is None or Path(uri.removeprefix("sqlite:///")).exists()
 
 
-def reply(cfg: DictConfig, found: tuple[Run, dict[str, Run]], sweep: str | None, overrides: list[str]) -> list[Answered]:
-    """A new parent for this job that records the found stage runs as cached, as a fully cached pipeline would."""
+def reply(cfg: DictConfig, found: tuple[Run, dict[str, Run]], sweep: str | None, overrides: list[str],
+          varies: str | None = None) -> list[Answered]:
+    """A new parent for this job that records the found stage runs as cached, as a fully cached pipeline would
+    (`varies`: the keys its sweep varies, for its name, when the job's own environment does not say)."""
     old, stage_runs = found
     results = [Answered(stage, r.info.run_id, r.data.metrics) for stage, r in stage_runs.items()]
     tracking.connect(cfg.tracking)
-    with tracking.tracked(names.parent_name(cfg, overrides), parent.tags(cfg, sweep, overrides)) as run:
+    with tracking.tracked(names.parent_name(cfg, overrides, varies), parent.tags(cfg, sweep, overrides)) as run:
         parent.begin(cfg)
         MlflowClient().log_inputs(run.info.run_id, datasets=old.inputs.dataset_inputs)  # A and B, as the old one logged them
         parent.finish(results, old.data.tags[parent.JOB_TAG])

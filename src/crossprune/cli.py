@@ -31,7 +31,8 @@ def app(cfg: DictConfig) -> float:
     sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
     overrides = list(hydra_cfg.overrides.task)  # the job's own overrides: what a sweep varies
     stop_on_bad_input(check_values, cfg)
-    if found := answer.find(cfg):
+    preflight_found = sweeper.answered.get(sweeper.job_id(overrides))  # this job, as the preflight found it
+    if found := preflight_found[1] if preflight_found else answer.find(cfg):
         results = answer.reply(cfg, found, sweep, overrides)
     else:
         from crossprune import pipeline  # torch, Lightning, scikit-learn: only for a job with work to do
@@ -70,7 +71,9 @@ def preflight(argv: list[str]) -> None:
             check_values(cfg)  # a typo is told before anything heavy loads
             from crossprune import answer  # noqa: PLC0415  (mlflow; torch and scikit-learn only for a job to run)
 
-            if not answer.find(cfg):  # a job the store answers was validated when it ran
+            if found := answer.find(cfg):  # a job the store answers was validated when it ran
+                sweeper.answered[sweeper.job_id(overrides)] = (cfg, found)  # the study sweeper replies without launching it
+            else:
                 validate(cfg)
         sweeper.preflighted = args.multirun and not other_sweeper(args.overrides)
 

@@ -33,10 +33,11 @@ def sparsity(cfg: DictConfig) -> str:
     return f"s={cfg.prune.sparsity:g}" + (" structured" if cfg.prune.kind == "structured" else "")
 
 
-def parent_name(cfg: DictConfig, overrides: list[str] = ()) -> str:
-    """`digits_split · taylor@B · s=0.9 · seed 1`, plus the other values its sweep varies (e.g. a study's arms), or
-    outside a sweep the other values its command line sets."""
-    varies = os.environ.get(VARIES_ENV)
+def parent_name(cfg: DictConfig, overrides: list[str] = (), varies: str | None = None) -> str:
+    """`digits_split · taylor@B · s=0.9 · seed 1`, plus the other values its sweep varies (`varies`, else as the
+    study sweeper set them in the job's environment; e.g. a study's arms), or outside a sweep the other values its
+    command line sets."""
+    varies = varies if varies is not None else os.environ.get(VARIES_ENV)
     own = [o.lstrip("+~") for o in overrides if "=" in o]
     extra = [o for o in own if not o.startswith((*SHOWN, *HIDDEN)) and (varies is None or o.split("=")[0] in varies.split())]
     return " · ".join([cfg.pair.name, criterion(cfg, asked=True), sparsity(cfg), *extra, f"seed {cfg.seed}"])

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Param, RunTag
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from crossprune import names, provenance, tracking
@@ -47,8 +49,9 @@ def tags(cfg: DictConfig, sweep: str | None, overrides: list[str]) -> dict[str, 
 
 def begin(cfg: DictConfig, tags: dict[str, str] | None = None) -> None:
     """The open parent's params and provenance, and `tags` of the process that runs the stages."""
-    mlflow.log_params(tracking.flat_params(cfg))
-    mlflow.set_tags(provenance.run_tags() | (tags or {}))
+    params = [Param(k, v) for k, v in tracking.flat_params(cfg).items()]
+    tags = [RunTag(k, v) for k, v in (provenance.run_tags() | (tags or {})).items()]
+    MlflowClient().log_batch(mlflow.active_run().info.run_id, params=params, tags=tags)  # one call per 100 params
 
 
 def finish(results: list, job: str | None) -> None:

@@ -12,6 +12,17 @@ import crossprune.schema  # noqa: F401  the config's types in the ConfigStore: H
 
 
 preflighted = False  # set by `crossprune`'s preflight once it has composed and validated every job of the sweep
+answered: dict[frozenset[str], tuple] = {}  # the preflight's jobs the store answers: job_id -> (config, found run)
+
+
+def own_overrides(overrides: list[str]) -> list[str]:
+    """A job's own overrides, without the Hydra settings that came with them (the preflight sees `hydra/launcher=…`,
+    the sweeper does not): what a job's `hydra.overrides.task` holds."""
+    return [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+
+
+def job_id(overrides: list[str]) -> frozenset[str]:
+    return frozenset(own_overrides(overrides))
 
 
 def study_jobs(params: dict, grids: dict, arguments: list[str], parser: OverridesParser | None = None) -> list[list[str]]:

@@ -1,5 +1,6 @@
 """`hydra/sweeper=study`: Hydra's basic sweeper over a union of grids (Hydra finds sweepers only in hydra_plugins)."""
 
+import logging
 from dataclasses import dataclass
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -18,6 +19,7 @@ class StudySweeperConf:
     params: dict[str, str] | None = None
 
 
+log = logging.getLogger(__name__)
 ConfigStore.instance().store(group="hydra/sweeper", name="study", node=StudySweeperConf, provider="crossprune")
 
 
@@ -30,8 +32,21 @@ class StudySweeper(BasicSweeper):
         # Each job learns which keys the sweep varies, so its runs are named by them (crossprune.names).
         points = [dict(o.split("=", 1) for o in job if "=" in o) for job in jobs]
         varies = " ".join(varying(points))
-        self.jobs = [[*job, f"+hydra.job.env_set.{VARIES_ENV}='{varies}'"] for job in jobs]
-        return super().sweep(arguments)
+        launched = [job for job in jobs if not self.reply(job, varies)]
+        self.jobs = [[*job, f"+hydra.job.env_set.{VARIES_ENV}='{varies}'"] for job in launched]
+        return super().sweep(arguments) if self.jobs else []
+
+    def reply(self, job: list[str], varies: str) -> bool:
+        """Record a job the preflight found answered in the store (crossprune.answer) here, as its app would, without
+        launching it: Hydra would compose its config again (~0.4 s) only to learn the same. False if it must run."""
+        if sweeper.job_id(job) not in sweeper.answered:
+            return False
+        from crossprune import answer  # noqa: PLC0415  (mlflow: only once a sweep runs)
+
+        cfg, found = sweeper.answered[sweeper.job_id(job)]
+        log.info(f"\t{' '.join(job)}: answered from the store")
+        answer.reply(cfg, found, self.config.hydra.sweep.dir, sweeper.own_overrides(job), varies)
+        return True
 
     def split_arguments(self, overrides, max_batch_size):  # the basic sweeper asks for its batches here
         return list(self.split_overrides_to_chunks(self.jobs, max_batch_size))
