@@ -57,6 +57,8 @@ def main() -> None:
     channels = [int(c) for c in args.channels.split(",")]
     with initialize_config_dir(CONF, version_base="1.3"):
         cfg = compose("config", overrides=["model=cnn", f"model.channels=[{args.channels}]", "trainer.progress_bar=false"])
+        no_figure = compose("config", overrides=["model=cnn", f"model.channels=[{args.channels}]", "trainer.progress_bar=false",
+                                                 "tracking.figures=false"])
     train, val = gratings(args.train, seed=0), gratings(args.val, seed=1)
 
     def new_net():
@@ -69,6 +71,7 @@ def main() -> None:
             rows = timed({
                 "bare PyTorch loop": (new_net, lambda net: bare(net, train, val, args.epochs, cfg)),
                 "crossprune fit": (new_net, lambda net: fit(net, train, val, args.epochs, cfg)),
+                "crossprune fit, no curves figure": (new_net, lambda net: fit(net, train, val, args.epochs, no_figure)),
             }, args.rounds)
     reference = rows["bare PyTorch loop"][0]
     title = (f"synthetic gratings 28×28 ({args.train} train / {args.val} val, {CLASSES} classes) · CNN {channels} · "

@@ -46,6 +46,7 @@ def main() -> None:
     torch.set_num_threads(1)  # two intra-op threads on a busy CPU swing timings 5-30×; one thread keeps them steady
     with initialize_config_dir(CONF, version_base="1.3"):
         cfg = compose("config", overrides=["trainer.progress_bar=false"])
+        no_figure = compose("config", overrides=["trainer.progress_bar=false", "tracking.figures=false"])
     data = digits()
 
     def new_net():
@@ -62,6 +63,7 @@ def main() -> None:
             rows = timed({
                 "bare PyTorch loop": (new_net, lambda net: bare(net, data.train, data.val, EPOCHS, cfg)),
                 "crossprune fit": (new_net, train),
+                "crossprune fit, no curves figure": (new_net, lambda net: fit(net, data.train, data.val, EPOCHS, no_figure)),
                 f"crossprune fit + masks ({cfg.prune.sparsity:.0%})": (lambda: masked(new_net(), cfg), train),
                 "per-call": (metrics, one_by_one),
                 "batched": (metrics, lambda ms: mlflow.log_metrics(*ms)),
