@@ -47,10 +47,10 @@ def tags(cfg: DictConfig, sweep: str | None, overrides: list[str]) -> dict[str, 
     return out
 
 
-def begin(cfg: DictConfig, tags: dict[str, str] | None = None) -> None:
-    """The open parent's params and provenance, and `tags` of the process that runs the stages."""
+def begin(cfg: DictConfig, process: dict[str, str] | None = None) -> None:
+    """The open parent's params and provenance, and the tags of the `process` that runs the stages."""
     params = [Param(k, v) for k, v in tracking.flat_params(cfg).items()]
-    tags = [RunTag(k, v) for k, v in (provenance.run_tags() | (tags or {})).items()]
+    tags = [RunTag(k, v) for k, v in (provenance.run_tags() | (process or {})).items()]
     MlflowClient().log_batch(mlflow.active_run().info.run_id, params=params, tags=tags)  # one call per 100 params
 
 
