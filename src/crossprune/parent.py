@@ -5,8 +5,6 @@ import json
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Param, RunTag
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from crossprune import names, provenance, tracking
@@ -49,9 +47,7 @@ def tags(cfg: DictConfig, sweep: str | None, overrides: list[str]) -> dict[str, 
 
 def begin(cfg: DictConfig, process: dict[str, str] | None = None) -> None:
     """The open parent's params and provenance, and the tags of the `process` that runs the stages."""
-    params = [Param(k, v) for k, v in tracking.flat_params(cfg).items()]
-    tags = [RunTag(k, v) for k, v in (provenance.run_tags() | (process or {})).items()]
-    MlflowClient().log_batch(mlflow.active_run().info.run_id, params=params, tags=tags)  # one call per 100 params
+    tracking.log_batch(mlflow.active_run().info.run_id, {}, provenance.run_tags() | (process or {}), tracking.flat_params(cfg))
 
 
 def finish(results: list, job: str | None) -> None:

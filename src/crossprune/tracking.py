@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -173,11 +173,11 @@ def damage(files: Path, recorded: dict[str, str] | None) -> str | None:
 
 
 class StageRun:
-    """The open MLflow run of one stage: collects metrics and tags, sent in one batch when the stage ends (a call
-    per item cost a round trip each on a server), and writes its tensors."""
+    """The open MLflow run of one stage: collects its params, metrics and tags, sent in one batch when the stage
+    ends (a call per item cost a round trip each on a server), and writes its tensors."""
 
-    def __init__(self, run_id: str, workdir: Path):
-        self.run_id, self.workdir, self.metrics, self.tags = run_id, workdir, {}, {}
+    def __init__(self, run_id: str, workdir: Path, params: dict[str, str]):
+        self.run_id, self.workdir, self.params, self.metrics, self.tags = run_id, workdir, params, {}, {}
 
     def log(self, metrics: dict[str, float]) -> None:
         self.metrics |= metrics
@@ -187,8 +187,8 @@ class StageRun:
 
     def send(self, **tags: str) -> None:
         """What was collected, and `tags`, in one batch."""
-        log_batch(self.run_id, self.metrics, self.tags | tags)
-        self.metrics, self.tags = {}, {}
+        log_batch(self.run_id, self.metrics, self.tags | tags, self.params)
+        self.params, self.metrics, self.tags = {}, {}, {}
 
     def save_json(self, name: str, obj) -> None:
         (self.workdir / f"{name}.json").write_text(json.dumps(obj, indent=2))
@@ -199,11 +199,12 @@ class StageRun:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(self.workdir / f"{name}.safetensors"))
 
 
-def log_batch(run_id: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
-    """Metrics (at step 0, as mlflow.log_metrics logs them) and tags in one call: a round trip each on a server."""
+def log_batch(run_id: str, metrics: dict[str, float], tags: dict[str, str], params: dict[str, str] | None = None) -> None:
+    """Metrics (at step 0, as mlflow.log_metrics logs them), tags and params in one call (MLflow splits it per 100
+    params or tags): a round trip each on a server."""
     now = int(time.time() * 1000)
     MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                             tags=[RunTag(k, str(v)) for k, v in tags.items()])
+                             params=[Param(k, v) for k, v in (params or {}).items()], tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 class StageFailed(ConfigError):
@@ -241,9 +242,8 @@ def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path, name: str | 
     folder = workdir / f"{stage}-{key}"
     folder.mkdir(parents=True)
     with tracked(name or stage, {STAGE_TAG: stage, KEY_TAG: key}, nested=True) as run:
-        mlflow.log_params(flat_params(cfg))
         OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
-        stage_run = StageRun(run.info.run_id, folder)
+        stage_run = StageRun(run.info.run_id, folder, flat_params(cfg))  # sent with its metrics, even if it fails
         try:
             yield stage_run
         except BaseException as e:
