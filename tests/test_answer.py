@@ -113,3 +113,5 @@ def test_a_sweep_launches_only_the_jobs_the_store_cannot_answer(tmp_path):
     assert {s: second[0].data.tags[f"{parent.RUN_TAG}{s}"] for s in ("train_a", "prune")} == \
         {s: first[0].data.tags[f"{parent.RUN_TAG}{s}"] for s in ("train_a", "prune")}
     assert "8 points" not in again.stdout and "3 points" in again.stdout  # one table for the whole sweep
+    jobs = [p.name for p in Path(tmp_path, second[0].data.tags["crossprune.sweep"]).iterdir() if p.is_dir()]
+    assert jobs == ["0"]  # a Hydra job folder for the launched point only
