@@ -115,3 +115,14 @@ def test_a_sweep_launches_only_the_jobs_the_store_cannot_answer(tmp_path):
     assert "8 points" not in again.stdout and "3 points" in again.stdout  # one table for the whole sweep
     jobs = [p.name for p in Path(tmp_path, second[0].data.tags["crossprune.sweep"]).iterdir() if p.is_dir()]
     assert jobs == ["0"]  # a Hydra job folder for the launched point only
+
+
+def test_a_command_never_takes_an_earlier_commands_answer():
+    """The preflight's answers belong to one command: the next one in the same process (a notebook, a test) starts
+    with none, even when it returns before composing anything."""
+    from crossprune import cli, sweeper
+
+    sweeper.answered[sweeper.job_id(["prune.sparsity=0.5"])] = ("an earlier command's config", "its answer")
+    sweeper.preflighted = True
+    cli.preflight(["--help"])
+    assert sweeper.answered == {} and sweeper.preflighted is False

@@ -39,7 +39,8 @@ def app(cfg: DictConfig) -> float:
         from crossprune.compute import share_cores
         from crossprune.validate import validate
 
-        share_cores(hydra_cfg.launcher.get("n_jobs"))  # joblib's workers split the cores
+        if sweep is not None:  # a single run keeps torch's threads whatever launcher the config names
+            share_cores(hydra_cfg.launcher.get("n_jobs"))  # joblib's workers split the cores
         pair = stop_on_bad_input(validate, cfg)
         results = stop_on_bad_input(pipeline.run, cfg, pair, sweep, overrides)  # e.g. a global mask that empties a layer
     if sweep is None:  # a sweep prints one table for all its points when it ends
@@ -50,6 +51,8 @@ def app(cfg: DictConfig) -> float:
 def preflight(argv: list[str]) -> None:
     """Compose and validate every job of the command (each sweep point and study grid too) before anything runs."""
     args = get_args_parser().parse_args(argv)
+    sweeper.answered.clear()  # what an earlier command in this process found is not this one's answer
+    sweeper.preflighted = False
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return
     if args.config_dir or args.config_path or args.config_name:

@@ -173,11 +173,11 @@ def damage(files: Path, recorded: dict[str, str] | None) -> str | None:
 
 
 class StageRun:
-    """The open MLflow run of one stage: collects its params, metrics and tags, sent in one batch when the stage
-    ends (a call per item cost a round trip each on a server), and writes its tensors."""
+    """The open MLflow run of one stage: collects its metrics and tags, sent in one batch when the stage ends (a
+    call per item cost a round trip each on a server), and writes its tensors."""
 
-    def __init__(self, run_id: str, workdir: Path, params: dict[str, str]):
-        self.run_id, self.workdir, self.params, self.metrics, self.tags = run_id, workdir, params, {}, {}
+    def __init__(self, run_id: str, workdir: Path):
+        self.run_id, self.workdir, self.metrics, self.tags = run_id, workdir, {}, {}
 
     def log(self, metrics: dict[str, float]) -> None:
         self.metrics |= metrics
@@ -187,8 +187,8 @@ class StageRun:
 
     def send(self, **tags: str) -> None:
         """What was collected, and `tags`, in one batch."""
-        log_batch(self.run_id, self.metrics, self.tags | tags, self.params)
-        self.params, self.metrics, self.tags = {}, {}, {}
+        log_batch(self.run_id, self.metrics, self.tags | tags)
+        self.metrics, self.tags = {}, {}
 
     def save_json(self, name: str, obj) -> None:
         (self.workdir / f"{name}.json").write_text(json.dumps(obj, indent=2))
@@ -242,8 +242,9 @@ def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path, name: str | 
     folder = workdir / f"{stage}-{key}"
     folder.mkdir(parents=True)
     with tracked(name or stage, {STAGE_TAG: stage, KEY_TAG: key}, nested=True) as run:
+        log_batch(run.info.run_id, {}, {}, flat_params(cfg))  # at the start: a run whose process dies keeps its config
         OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
-        stage_run = StageRun(run.info.run_id, folder, flat_params(cfg))  # sent with its metrics, even if it fails
+        stage_run = StageRun(run.info.run_id, folder)
         try:
             yield stage_run
         except BaseException as e:

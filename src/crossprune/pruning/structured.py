@@ -69,18 +69,17 @@ def count(net: nn.Module) -> dict[str, int]:
 
 @torch.inference_mode()
 def latency_ms(net: nn.Module, batch_size: int = 256, repeats: int = 30, budget_s: float = 2.0) -> float:
-    """Median CPU wall time in milliseconds of one inference forward pass on a batch, after warm-up: `repeats` timings, or as
+    """Median CPU wall time in milliseconds of one forward pass on a batch, after warm-up: `repeats` timings, or as
     many as fit in `budget_s` but at least 3 (a ResNet-50 on 224x224 images takes seconds per batch of 256)."""
     device, training = next(net.parameters()).device, net.training
     net.cpu().eval()
     x = torch.randn(batch_size, *net.input_shape)
     times = []
-    with torch.inference_mode():  # a deployed network's forward: no autograd graph recorded
-        for _ in range(3 + repeats):  # the first 3 are warm-up: allocator and kernel choice settle first
-            start = time.perf_counter()
-            net(x)
-            times.append(time.perf_counter() - start)
-            if len(times) >= 6 and sum(times) > budget_s:
-                break
+    for _ in range(3 + repeats):  # the first 3 are warm-up: allocator and kernel choice settle first
+        start = time.perf_counter()
+        net(x)
+        times.append(time.perf_counter() - start)
+        if len(times) >= 6 and sum(times) > budget_s:
+            break
     net.to(device).train(training)
     return 1000 * statistics.median(times[3:])
