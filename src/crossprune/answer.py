@@ -11,7 +11,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from crossprune import __version__, claims, names, parent, tracking
+from crossprune import __version__, names, parent, tracking
 from crossprune.provenance import code_hash, file_stats
 from crossprune.stages import STAGES
 
@@ -58,7 +58,7 @@ def find(cfg: DictConfig) -> tuple[Run, dict[str, Run]] | None:
     """The newest FINISHED parent of this job and the stage runs it used (pipeline order), if every one of them is
     still FINISHED; else None, and the pipeline runs (a stage run marked FAILED or deleted since is run again)."""
     key = job_key(cfg) if cfg.cache else None
-    if key is None or not store_exists(cfg.tracking.uri):
+    if key is None or not tracking.store_exists(cfg.tracking.uri):
         return None
     try:
         return newest_finished(MlflowClient(cfg.tracking.uri), cfg.tracking.experiment, key)
@@ -83,12 +83,6 @@ def newest_finished(client: MlflowClient, experiment_name: str, key: str) -> tup
     if not used or not set(used.values()) <= runs.keys():
         return None
     return newest[0], {s: runs[used[s]] for s in STAGES if s in used}
-
-
-def store_exists(uri: str) -> bool:
-    """Whether the store is there to ask (a sqlite file that does not exist yet holds nothing: it is not made here)."""
-    folder = claims.sqlite_folder(uri)
-    return folder is None or Path(uri.removeprefix("sqlite:///")).exists()
 
 
 def reply(cfg: DictConfig, found: tuple[Run, dict[str, Run]], sweep: str | None, overrides: list[str],

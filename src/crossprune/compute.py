@@ -27,15 +27,14 @@ def device_of(trainer: DictConfig) -> torch.device:
     return torch.device("cuda", ids[0] if not isinstance(ids, int | str) else 0)
 
 
-def share_cores(parallel_jobs: int | None) -> int:
+def share_cores(parallel_jobs: int | None) -> None:
     """Give this process's torch its share of the CPU cores when a launcher runs `parallel_jobs` at once (joblib's
     n_jobs; -1: one per core): each torch would otherwise start a thread per core, and two workers on two cores
-    ran slower than one. The threads torch keeps."""
+    ran slower than one."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     jobs = cores if parallel_jobs is not None and parallel_jobs < 0 else parallel_jobs or 1
     if jobs > 1:
         torch.set_num_threads(max(1, cores // jobs))
-    return torch.get_num_threads()
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def connect(tracking: DictConfig) -> None:
     once per process and store (a sweep's later jobs only point MLflow at it). A new experiment on a local sqlite
     store keeps its artifacts beside the database unless tracking.artifacts says."""
     uri, folder = tracking.uri, claims.sqlite_folder(tracking.uri)
-    if (uri, tracking.experiment) in CONNECTED and (not folder or Path(uri.removeprefix("sqlite:///")).exists()):
+    if (uri, tracking.experiment) in CONNECTED and store_exists(uri):
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(tracking.experiment)
         return
@@ -60,6 +60,11 @@ def connect(tracking: DictConfig) -> None:
     if dead:
         say(f"marked {dead} run(s) of processes that died FAILED (tag {claims.FAILURE_TAG} says why)")
     CONNECTED.add((uri, tracking.experiment))
+
+
+def store_exists(uri: str) -> bool:
+    """Whether the store is there to ask (a sqlite file that does not exist yet holds nothing: it is not made here)."""
+    return claims.sqlite_folder(uri) is None or Path(uri.removeprefix("sqlite:///")).exists()
 
 
 def create_sqlite_store(db: Path) -> None:

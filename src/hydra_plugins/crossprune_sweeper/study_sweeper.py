@@ -39,11 +39,11 @@ class StudySweeper(BasicSweeper):
     def reply(self, job: list[str], varies: str) -> bool:
         """Record a job the preflight found answered in the store (crossprune.answer) here, as its app would, without
         launching it: Hydra would compose its config again (~0.4 s) only to learn the same. False if it must run."""
-        if sweeper.job_id(job) not in sweeper.answered:
+        if (hit := sweeper.answered.get(sweeper.job_id(job))) is None:
             return False
         from crossprune import answer  # noqa: PLC0415  (mlflow: only once a sweep runs)
 
-        cfg, found = sweeper.answered[sweeper.job_id(job)]
+        cfg, found = hit
         log.info(f"\t{' '.join(job)}: answered from the store")
         answer.reply(cfg, found, self.config.hydra.sweep.dir, sweeper.own_overrides(job), varies)
         return True
