@@ -28,7 +28,7 @@ SWEEP32 = [*SWEEP8, "seed=0,1,2,3"]  # the 8 points at 4 seeds: 4 train_a runs, 
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 QUIET = ["trainer.progress_bar=false"]
 QUICK = ["train_a.epochs=1", "finetune_b.epochs=1"]  # --quick: proves the script works; not the targets' setting
-RUN_IMPORTS = "import crossprune.cli; from crossprune import pipeline, summary, validate"  # what a run loads (cli.app)
+RUN_IMPORTS = "import crossprune.cli.app; from crossprune import pipeline; from crossprune.cli import checks, table"  # what a run loads (cli.app)
 ENV = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID",
                                                          "MLFLOW_EXPERIMENT_NAME", "HYDRA_FULL_ERROR")}
 
@@ -64,7 +64,7 @@ def one_round(root: Path, extra: list[str], times: dict, notes: dict, with32: bo
 
     here = fresh()
     record("python -c pass", python("pass"), here)
-    record("import crossprune.cli", python("import crossprune.cli"), here)
+    record("import crossprune.cli.app", python("import crossprune.cli.app"), here)
     record("imports of a run", python(RUN_IMPORTS), here)
     record("help", crossprune("--help"), here)
     bad = record("bad input", crossprune("prune.sparsity=2"), here, expect=2)
@@ -131,7 +131,7 @@ def main() -> None:
                       "≤ 0.10", "")
     table.add_section()
     python_s = med["python -c pass"]
-    for name, what, of in [("import crossprune.cli", "what --help loads", "help"), ("imports of a run", RUN_IMPORTS, "default first")]:
+    for name, what, of in [("import crossprune.cli.app", "what --help loads", "help"), ("imports of a run", RUN_IMPORTS, "default first")]:
         net = med[name] - python_s
         table.add_row(name, what, f"{med[name]:.2f}", f"{net:.2f} s = {net / med[of]:.0%} of {of.split()[0]}", "",
                       f"less python -c pass ({python_s:.2f} s)")

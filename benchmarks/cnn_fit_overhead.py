@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from crossprune.data import Split
-from crossprune.tracking import connect
-from crossprune.training import fit
+from crossprune.store.connect import connect
+from crossprune.stages.training import fit
 
 from _bare import accuracy, bare
 from _common import machine, timed

@@ -19,8 +19,8 @@ from rich.table import Table
 from crossprune.criteria import magnitude
 from crossprune.data.digits import digits
 from crossprune.pruning import select
-from crossprune.tracking import connect
-from crossprune.training import fit
+from crossprune.store.connect import connect
+from crossprune.stages.training import fit
 
 from _bare import accuracy, bare
 from _common import timed

@@ -46,7 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crossprune import pipeline
-from crossprune.validate import validate
+from crossprune.cli.checks import validate
 
 from _common import machine
 

@@ -58,7 +58,7 @@ def metrics(verdicts: Path) -> dict:
 
 def report(args: list[str]) -> None:
     """The `crossprune-report` command in this process; bad input exits with its status 2."""
-    from crossprune.report.cli import main
+    from crossprune.cli.report import main
 
     sys.argv = ["crossprune-report", *args]
     main()

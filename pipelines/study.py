@@ -40,7 +40,7 @@ def store(overrides: list[str]) -> dict:
     """The MLflow store and experiment the jobs use: conf/'s, MLFLOW_TRACKING_URI, or a tracking.* override."""
     from hydra import compose, initialize_config_dir
 
-    from crossprune.cli import CONF
+    from crossprune.cli.app import CONF
 
     with initialize_config_dir(CONF, version_base="1.3"):
         cfg = compose("config", overrides=[o for o in overrides if o.startswith("tracking.")])
@@ -49,7 +49,7 @@ def store(overrides: list[str]) -> dict:
 
 def crossprune(args: list[str]) -> None:
     """The `crossprune` command in this process; bad input exits with its status 2, which fails the stage."""
-    from crossprune.cli import main
+    from crossprune.cli.app import main
 
     sys.argv = ["crossprune", *args]
     main()

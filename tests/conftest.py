@@ -10,10 +10,10 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient, fluent
 from omegaconf import DictConfig
 
-import crossprune.schema  # noqa: F401  the config's types, in Hydra's ConfigStore before compose()
+import crossprune.config.schema  # noqa: F401  the config's types, in Hydra's ConfigStore before compose()
 from crossprune import pipeline
-from crossprune.tracking import Result
-from crossprune.validate import validate
+from crossprune.cli.checks import validate
+from crossprune.store.tracking import Result
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -7,15 +7,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from conftest import SHRINK, SMALL
 from mlflow.tracking import MlflowClient
 
-from crossprune import answer, parent
-from crossprune.tracking import STAGE_TAG
-from conftest import SHRINK, SMALL
+from crossprune.store import answer, parent
+from crossprune.store.tracking import STAGE_TAG
 
 ALL_STAGES = ["train_a", "score", "prune", "finetune_b", "scratch_b_dense", "scratch_b_sparse"]
 PROBE = """import sys
-from crossprune.cli import main
+from crossprune.cli.app import main
 sys.argv = ['crossprune', *sys.argv[1:]]
 try:
     main()
@@ -120,9 +120,9 @@ def test_a_sweep_launches_only_the_jobs_the_store_cannot_answer(tmp_path):
 def test_a_command_never_takes_an_earlier_commands_answer():
     """The preflight's answers belong to one command: the next one in the same process (a notebook, a test) starts
     with none, even when it returns before composing anything."""
-    from crossprune import cli, sweeper
+    from crossprune.cli import app, sweeper
 
     sweeper.answered[sweeper.job_id(["prune.sparsity=0.5"])] = ("an earlier command's config", "its answer")
     sweeper.preflighted = True
-    cli.preflight(["--help"])
+    app.preflight(["--help"])
     assert sweeper.answered == {} and sweeper.preflighted is False

@@ -12,8 +12,8 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from crossprune import cli
-from crossprune.report import cli as report_cli
+from crossprune.cli import app
+from crossprune.cli import report as report_cli
 
 ROOT = os.geteuid() == 0  # root writes through any mode bits: an unwritable folder is one under /proc
 GPU = torch.cuda.is_available()
@@ -127,9 +127,9 @@ def test_bad_input_is_one_line_and_nothing_runs(request, tmp_path, monkeypatch, 
     args = [a.format(**places) for a in args]
     before = sorted(tmp_path.rglob("*"))
     monkeypatch.chdir(tmp_path)  # the default store, sqlite:///mlruns/mlflow.db, would land here
-    monkeypatch.setattr(cli, "app", lambda: pytest.fail("the preflight let it through: the app started"))
+    monkeypatch.setattr(app, "app", lambda: pytest.fail("the preflight let it through: the app started"))
     try:
-        assert_one_line(*run_main(cli.main, "crossprune", args, monkeypatch, capsys), "crossprune", says)
+        assert_one_line(*run_main(app.main, "crossprune", args, monkeypatch, capsys), "crossprune", says)
     finally:
         if places["locked"] and not ROOT:
             places["locked"].chmod(0o700)

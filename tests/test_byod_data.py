@@ -11,13 +11,13 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from PIL import Image
 
-from crossprune import cli
+from crossprune.cli import app
 from crossprune.data import Split, build_pair
-from crossprune.data.stream import Stream
 from crossprune.data.npz import npz
 from crossprune.data.shifts import KINDS, Corruption
+from crossprune.data.stream import Stream
 from crossprune.data.vision import torchvision_dataset
-from crossprune.tracking import STAGE_TAG
+from crossprune.store.tracking import STAGE_TAG
 
 SPLITS = ("train", "val", "test")
 TINY = ["train_a.epochs=2", "finetune_b.epochs=1", "model.hidden=[16]", "trainer.progress_bar=false", "score.batches=2"]
@@ -155,7 +155,7 @@ def cli_run(tmp_path, monkeypatch, capsys):
         GlobalHydra.instance().clear()
         monkeypatch.setattr(sys, "argv", ["crossprune", *TINY, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", *args])
         try:
-            cli.main()
+            app.main()
             code = 0
         except SystemExit as stop:
             code = stop.code
@@ -171,7 +171,7 @@ def cli_run(tmp_path, monkeypatch, capsys):
 def test_bad_npz_through_the_cli_is_one_line_and_runs_nothing(tmp_path, monkeypatch, cli_run, case):
     what, _, says = BAD[case]
     path = bad_file(tmp_path, what)
-    monkeypatch.setattr(cli, "app", lambda: pytest.fail("the preflight let it through: the app started"))
+    monkeypatch.setattr(app, "app", lambda: pytest.fail("the preflight let it through: the app started"))
     code, out, err = cli_run("pair=npz", f"pair.a.path={path}", f"pair.b.path={path}")
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and out == "" and len(lines) == 1, err

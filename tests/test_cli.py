@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from crossprune.tracking import STAGE_TAG
+from crossprune.store.tracking import STAGE_TAG
 
 VENV_CLI = Path(sys.executable).with_name("crossprune")
 CLI = str(VENV_CLI) if VENV_CLI.exists() else shutil.which("crossprune")
@@ -42,21 +42,21 @@ def test_help_lists_the_config_groups(tmp_path):
 
 @pytest.mark.parametrize("overrides", [[], ["model=cnn", "prune.sparsity=0.7"], ["--resolve"]], ids=["default", "overrides", "resolve"])
 def test_help_is_hydras_own_help_word_for_word(overrides, capsys, monkeypatch):
-    """`crossprune --help` answers from one composition (crossprune.help); Hydra's app answers the slow way (it
+    """`crossprune --help` answers from one composition (crossprune.cli.help); Hydra's app answers the slow way (it
     deep-copies the config store per group). Both print the same text, and the fast path imports no torch."""
-    from crossprune import cli
+    from crossprune.cli import app
 
     monkeypatch.setattr(sys, "argv", ["crossprune", *overrides, "--help"])
     with pytest.raises(SystemExit, match="0"):
-        cli.app()  # Hydra's own help
+        app.app()  # Hydra's own help
     hydras = capsys.readouterr().out
-    cli.main()
+    app.main()
     ours = capsys.readouterr().out
     assert ours == hydras and "== Configuration groups ==" in ours and "model: cnn, cnn1d, mlp," in ours
     assert ("sparsity: 0.7" in ours) == ("prune.sparsity=0.7" in overrides)
     if overrides:
         return
-    probe = "import sys; from crossprune.cli import main; sys.argv = ['crossprune', '--help']; main(); " \
+    probe = "import sys; from crossprune.app.app import main; sys.argv = ['crossprune', '--help']; main(); " \
             "print(sorted({'torch', 'mlflow', 'sklearn', 'lightning'} & sys.modules.keys()))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.stdout.splitlines()[-1] == "[]"

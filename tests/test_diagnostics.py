@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from crossprune.diagnostics import effective_rank, linear_cka, mask_iou, mmd2_rbf, proxy_a_distance, spearman
+from crossprune.diagnostics import (
+    effective_rank,
+    linear_cka,
+    mask_iou,
+    mmd2_rbf,
+    proxy_a_distance,
+    spearman,
+)
 
 
 def gaussian(n: int, d: int, seed: int = 0, shift: float = 0.0) -> torch.Tensor:

@@ -18,7 +18,7 @@ def test_a_wheel_runs_the_default_experiment_from_another_folder(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"PYTHONPATH": str(tmp_path / "site")}
-    code = "import crossprune, sys; print(crossprune.__file__, file=sys.stderr); from crossprune.cli import main; main()"
+    code = "import crossprune, sys; print(crossprune.__file__, file=sys.stderr); from crossprune.cli.app import main; main()"
     tiny = ["train_a.epochs=1", "finetune_b.epochs=1", "model.hidden=[16]", "trainer.progress_bar=false"]
     out = subprocess.run([sys.executable, "-c", code, *tiny], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -7,10 +7,10 @@ from mlflow.tracking import MlflowClient
 
 from crossprune.data import build_pair
 from crossprune.models import MLP
-from crossprune.parent import needed
 from crossprune.pruning import prunable, select
-from crossprune.scoring import compute_scores
-from crossprune.tracking import STAGE_TAG
+from crossprune.stages.scoring import compute_scores
+from crossprune.store.parent import needed
+from crossprune.store.tracking import STAGE_TAG
 
 SAME = ("pair=digits_permute", "pair.severity=0")  # B is A, bit for bit
 

@@ -9,7 +9,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from crossprune.tracking import STAGE_TAG
+from crossprune.store.tracking import STAGE_TAG
 
 CLI = str(Path(sys.executable).with_name("crossprune"))
 CONF = str(Path(__file__).resolve().parents[1] / "conf")

@@ -7,9 +7,13 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from crossprune.models import MLP
-from crossprune.pruning import Mask, plain_state_dict, select
-from crossprune.pruning.controls import dense, none, random_same_density, shuffle_within_layer
-from crossprune.pruning import prunable
+from crossprune.pruning import Mask, plain_state_dict, prunable, select
+from crossprune.pruning.controls import (
+    dense,
+    none,
+    random_same_density,
+    shuffle_within_layer,
+)
 
 WITH_BIAS = OmegaConf.create({"include_head": False, "include_bias": True})
 

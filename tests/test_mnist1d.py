@@ -14,7 +14,7 @@ from crossprune.data.mnist1d import _raw, mnist1d
 from crossprune.models import CNN1d
 from crossprune.pruning import prunable
 from crossprune.pruning.structured import count, remove_channels
-from crossprune.scoring import compute_scores
+from crossprune.stages.scoring import compute_scores
 
 SPLITS = ("train", "val", "test")
 SMALL = 1000  # signals per draw in tests: ~1 s each, where the default 5000 take ~4 s

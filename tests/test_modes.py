@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from crossprune.compute import Compute
 from crossprune.data import build_pair
-from crossprune.evaluate import evaluate
 from crossprune.models import CNN
 from crossprune.pruning import Mask
-from crossprune.validate_built import LayerCollapse, check_collapse
+from crossprune.pruning.collapse import LayerCollapse, check_collapse
+from crossprune.stages.compute import Compute
+from crossprune.stages.evaluate import evaluate
 
 
 def artifacts(result, tmp_path) -> Path:

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from crossprune.models import MLP
 from crossprune.pruning import select
-from crossprune.tracking import KEY_TAG, STAGE_TAG
+from crossprune.store.tracking import KEY_TAG, STAGE_TAG
 
 STAGES = ("train_a", "score", "prune", "finetune_b", "scratch_b_dense", "scratch_b_sparse")
 MASKED = ("prune", "finetune_b", "scratch_b_sparse")

@@ -15,8 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from crossprune import claims, tracking
-from crossprune.tracking import KEY_TAG, STAGE_TAG, StageFailed
+from crossprune.store import connect, locks
+from crossprune.store.tracking import KEY_TAG, STAGE_TAG, StageFailed
 
 CLI = str(Path(sys.executable).with_name("crossprune"))
 TINY = ["train_a.epochs=2", "finetune_b.epochs=1", "model.hidden=[16]", "trainer.progress_bar=false", "score.batches=1"]
@@ -25,7 +25,8 @@ TINY = ["train_a.epochs=2", "finetune_b.epochs=1", "model.hidden=[16]", "trainer
 # at the same instant (a barrier) instead of after staggered seconds of imports; each child is the real CLI.
 RACE = r"""
 import json, multiprocessing as mp, os, sys
-from crossprune import cli, pipeline, summary, validate  # imported once, before any fork
+from crossprune import pipeline  # imported once, before any fork
+from crossprune.cli import app, checks, table
 trials = json.loads(sys.argv[1])
 fork = mp.get_context("fork")
 
@@ -36,7 +37,7 @@ def job(folder, args, barrier):
     barrier.wait()
     sys.argv = ["crossprune", *args]
     try:
-        cli.main()
+        app.main()
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -118,7 +119,7 @@ def test_kill_9_mid_sweep_then_the_same_command_completes(tmp_path):
     assert not [r for r in runs if r.info.status == "RUNNING"]
     dead = {r.info.run_id: r for r in runs if r.info.status == "FAILED"}
     assert {r.info.run_id for r in left} <= dead.keys()
-    assert all("died while it ran" in r.data.tags[claims.FAILURE_TAG] for r in dead.values())
+    assert all("died while it ran" in r.data.tags[locks.FAILURE_TAG] for r in dead.values())
     finished = Counter(r.data.tags[KEY_TAG] for r in runs if r.info.status == "FINISHED" and KEY_TAG in r.data.tags)
     assert max(finished.values()) == 1
     parents = [r for r in runs if r.data.tags.get(STAGE_TAG) == "pipeline" and r.info.status == "FINISHED"]
@@ -147,13 +148,13 @@ def test_damaged_or_deleted_artifacts_are_detected_and_recomputed(tmp_path, make
     assert not second["train_a"].cached and second["train_a"].run_id != first["train_a"].run_id
     assert stage_metrics(second) == stage_metrics(clean[0.5])
     bad = MlflowClient().get_run(first["train_a"].run_id)
-    assert bad.info.status == "FAILED" and "model.safetensors does not match its sha256" in bad.data.tags[claims.FAILURE_TAG]
+    assert bad.info.status == "FAILED" and "model.safetensors does not match its sha256" in bad.data.tags[locks.FAILURE_TAG]
 
     artifact(tmp_path / "artifacts", second["train_a"].run_id, "model.safetensors").unlink()
     third = run_pipeline(make_cfg("prune.sparsity=0.6"))
     assert not third["train_a"].cached
     assert stage_metrics(third) == stage_metrics(clean[0.6])
-    assert "model.safetensors is missing" in MlflowClient().get_run(second["train_a"].run_id).data.tags[claims.FAILURE_TAG]
+    assert "model.safetensors is missing" in MlflowClient().get_run(second["train_a"].run_id).data.tags[locks.FAILURE_TAG]
     assert run_pipeline(make_cfg("prune.sparsity=0.6"))["finetune_b"].cached  # and the cache serves again
 
 
@@ -173,10 +174,10 @@ def test_a_diverging_loss_stops_in_the_first_epoch(make_cfg, run_pipeline, capsy
 def test_a_claim_in_the_store_waits_for_its_holder_and_outlives_a_dead_one(tmp_path):
     """The claim protocol for tracking servers (run here on sqlite): a second claim on a key waits until the first
     is released; a claim whose lease ran out is marked FAILED and taken over."""
-    tracking.connect(OmegaConf.create({"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "e", "artifacts": None}))
-    first = claims.StoreClaim("k", "e", poll=0.05)
+    connect.connect(OmegaConf.create({"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "e", "artifacts": None}))
+    first = locks.StoreClaim("k", "e", poll=0.05)
     got = []
-    waiter = threading.Thread(target=lambda: got.append(claims.StoreClaim("k", "e", poll=0.05)))
+    waiter = threading.Thread(target=lambda: got.append(locks.StoreClaim("k", "e", poll=0.05)))
     waiter.start()
     time.sleep(0.5)
     assert not got  # still waiting
@@ -184,10 +185,10 @@ def test_a_claim_in_the_store_waits_for_its_holder_and_outlives_a_dead_one(tmp_p
     waiter.join(10)
     assert got
     got[0].stop.set()  # its holder "dies": no more renewals, and a lease already past
-    MlflowClient().set_tag(got[0].run_id, claims.LEASE_TAG, str(time.time() - 1))
-    third = claims.StoreClaim("k", "e", poll=0.05)
+    MlflowClient().set_tag(got[0].run_id, locks.LEASE_TAG, str(time.time() - 1))
+    third = locks.StoreClaim("k", "e", poll=0.05)
     dead = MlflowClient().get_run(got[0].run_id)
-    assert dead.info.status == "FAILED" and "lease expired" in dead.data.tags[claims.FAILURE_TAG]
+    assert dead.info.status == "FAILED" and "lease expired" in dead.data.tags[locks.FAILURE_TAG]
     third.release()
 
 

@@ -14,10 +14,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from scipy import stats as scipy_stats
 
+from crossprune.cli.report import report
+from crossprune.config.errors import ConfigError
 from crossprune.report import claims, plots, runs, stats
-from crossprune.report.cli import report
-from crossprune.tracking import flat_params
-from crossprune.errors import ConfigError
+from crossprune.store.tracking import flat_params
 
 CLI = str(Path(sys.executable).with_name("crossprune-report"))
 STUDY = "synthetic"

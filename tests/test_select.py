@@ -8,11 +8,10 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.utils import prune
 
+from crossprune.cli.checks import validate
 from crossprune.criteria import magnitude
 from crossprune.models import CNN, MLP
-from crossprune.pruning import select
-from crossprune.pruning import prunable
-from crossprune.validate import validate
+from crossprune.pruning import prunable, select
 
 SHAPES = {"layers.0.weight": (7, 13), "layers.0.bias": (7,), "layers.2.weight": (5, 3, 3, 3), "head.weight": (4, 9)}
 SPARSITIES = [0.0, 0.1, 0.37, 0.5, 0.8, 0.95]

@@ -5,11 +5,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
+from test_byod_data import image_folder
 
 from crossprune.data import Split, build_pair
 from crossprune.data.stream import Stream
 from crossprune.data.vision import torchvision_dataset
-from test_byod_data import image_folder
 
 SPLITS = ("train", "val", "test")
 STREAM = 1e-6  # max_gb: any data is over it

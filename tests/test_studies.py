@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from crossprune.report.cli import report
-from crossprune.sweeper import jobs_of, study_jobs
+from crossprune.cli.report import report
+from crossprune.cli.sweeper import jobs_of, study_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "conf" / "study").glob("*.yaml"))

@@ -2,7 +2,7 @@
 
 from mlflow.tracking import MlflowClient
 
-from crossprune.tracking import KEY_TAG
+from crossprune.store.tracking import KEY_TAG
 
 
 def test_bf16_mixed_runs_on_cpu_and_is_recorded(make_cfg, run_pipeline):

@@ -5,9 +5,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from crossprune.compute import Compute, device_of
 from crossprune.data import Split
-from crossprune.training import Batches
+from crossprune.stages.compute import Compute, device_of
+from crossprune.stages.training import Batches
 
 COSINE = "+train.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true}"
 

@@ -6,9 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from crossprune import store_check, tracking
-from crossprune.validate import ConfigError, validate
-from crossprune.validate_built import LayerCollapse
+from crossprune.cli.checks import validate
+from crossprune.config import writable
+from crossprune.config.errors import ConfigError
+from crossprune.pruning.collapse import LayerCollapse
+from crossprune.store import tracking
 
 BAD = {
     "layerwise collapse": (["prune.include_bias=true", "prune.scope=layerwise", "prune.sparsity=0.99"], "every weight"),
@@ -55,10 +57,10 @@ def test_every_store_mlflow_takes_passes_and_a_server_is_asked_once(tmp_path, mo
     """sqlite in a folder still to be made, other databases, databricks and a server; nothing is created."""
     asked = []
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: asked.append(url) or io.BytesIO(b"OK"))
-    store_check.check_server.cache_clear()
+    writable.check_server.cache_clear()
     uris = [f"sqlite:///{tmp_path}/new/mlflow.db", "sqlite:///:memory:", "postgresql+psycopg2://u@host/db", "mysql://host/db",
             "databricks", "https://mlflow.example.org", "https://mlflow.example.org"]
     for uri in uris:
-        store_check.check_store(SimpleNamespace(uri=uri))
+        writable.check_store(SimpleNamespace(uri=uri))
     assert asked == ["https://mlflow.example.org/health"]  # a sweep's jobs ask once
     assert list(tmp_path.iterdir()) == []

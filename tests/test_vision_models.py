@@ -20,7 +20,12 @@ from crossprune.data import build_pair
 from crossprune.models import TorchvisionNet
 from crossprune.models.vision import shape_of
 from crossprune.pruning import SCOPES, plain_state_dict, prunable, select
-from crossprune.pruning.structured import ScoreImportance, count, latency_ms, remove_channels
+from crossprune.pruning.structured import (
+    ScoreImportance,
+    count,
+    latency_ms,
+    remove_channels,
+)
 
 CRITERIA = sorted((Path(__file__).parents[1] / "conf" / "criterion").glob("*.yaml"))
 PRESETS = {"resnet18": 64, "resnet34": 64, "resnet50": 256, "mobilenet_v2": 160}  # feature width at width 0.125

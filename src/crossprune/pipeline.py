@@ -7,18 +7,19 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from crossprune import answer, names, parent, tracking
 from crossprune.data import Pair
-from crossprune.names import score_data
 from crossprune.stages import prune, score, train_a, train_b
 from crossprune.stages.context import Context
-from crossprune.tracking import Result
+from crossprune.stages.datasets import log_datasets
+from crossprune.store import answer, connect, names, parent, tracking
+from crossprune.store.names import score_data
+from crossprune.store.tracking import Result
 
 
 def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[str] = ()) -> list[Result]:
     """Run (or reuse) the needed stages; the Results' metrics stay valid, their files only while this runs.
     `sweep` (a multirun's folder) and the job's `overrides` tag the parent, so the sweep's table can show its points."""
-    tracking.connect(cfg.tracking)
+    connect.connect(cfg.tracking)
     job = answer.job_key(cfg)  # now: the files the run reads, not whatever is at those paths when it ends
     try:
         with tempfile.TemporaryDirectory(prefix="crossprune-") as workdir, tracking.tracked(names.parent_name(cfg, overrides),
@@ -40,7 +41,7 @@ def run_stages(ctx: Context, stages: list[str], job: str | None = None) -> list[
     `job` key that lets an identical job answer from the store."""
     cfg = ctx.cfg
     parent.begin(cfg, {"crossprune.torch_threads": str(torch.get_num_threads())})  # timings depend on it
-    tracking.log_datasets(ctx.pair)
+    log_datasets(ctx.pair)
     done = {"train_a": train_a.run(ctx)}
     if "teacher_b" in stages:
         done["teacher_b"] = train_b.teacher_b(ctx, done["train_a"])

@@ -25,7 +25,7 @@ from torchvision.transforms.v2.functional import to_dtype as to_float
 from crossprune.data.dataset import Dataset, Split, stratified_rows
 from crossprune.data.npz import carved_rows, check_fractions, split_or_explain
 from crossprune.data.shifts import of_rows
-from crossprune.provenance import file_stats
+from crossprune.store.provenance import file_stats
 
 BATCH = 256  # images per DataLoader batch when decoding or taking rows
 

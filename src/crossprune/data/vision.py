@@ -11,11 +11,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import train_test_split
+from torchvision.transforms import (
+    v2,  # importable on CPU-only torch: crossprune/__init__ installs the hook
+)
 
 from crossprune.data.dataset import Dataset
 from crossprune.data.npz import from_arrays, label_names, select_classes
 from crossprune.data.stream import BATCH, Source, read, streamed
-from torchvision.transforms import v2  # importable on CPU-only torch: crossprune/__init__ installs the hook
 
 # What a dataset's root must hold: nothing is downloaded at run time, so a missing folder names what to put there.
 LAYOUTS = {

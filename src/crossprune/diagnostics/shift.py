@@ -10,7 +10,6 @@ from torch import Tensor
 
 from crossprune.diagnostics._features import flat
 
-
 MMD_SAMPLES = 2000
 
 

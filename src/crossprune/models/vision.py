@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
+from torchvision.models import (
+    get_model,  # importable on CPU-only torch: crossprune/__init__ installs the hook
+)
 
-from torchvision.models import get_model  # importable on CPU-only torch: crossprune/__init__ installs the hook
-
-from crossprune.errors import one_line
+from crossprune.config.errors import one_line
 
 RESHAPED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
 AUX_LOGITS = ("googlenet", "inception_v3")  # built without their auxiliary classifiers: features are one tensor

@@ -4,7 +4,6 @@ import torch
 from torch import Tensor
 
 from crossprune.pruning.mask import Mask
-from crossprune.schema import SCOPES
 
 
 def lowest(scores: Tensor, k: int) -> Tensor:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from crossprune.errors import ConfigError, first_line
-from crossprune.stages import STAGES
+from crossprune.config.errors import ConfigError, first_line
+from crossprune.config.schema import STAGES
 
 # A tracking server that does not answer is bad input, not minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")

@@ -7,7 +7,6 @@ import pandas as pd
 from scipy import stats
 
 
-
 @dataclass(frozen=True)
 class Estimate:
     """An effect with its interval over n independent units, and the per-unit numbers behind it."""

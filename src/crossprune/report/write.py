@@ -7,12 +7,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.entities import RunStatus
 
+from crossprune.config.errors import ConfigError
+from crossprune.config.writable import unwritable
 from crossprune.report import render
 from crossprune.report.claims import Judged
 from crossprune.report.runs import Store
-from crossprune.errors import ConfigError
-from crossprune.provenance import code_state
-from crossprune.store_check import unwritable
+from crossprune.store.provenance import code_state
 
 
 def writable(out: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The pipeline's stages, each `run(ctx, *upstream) -> Result`, skipping work a FINISHED run already did."""
+"""The pipeline's stages, each `run(ctx, *upstream) -> Result`, skipping work a FINISHED run already did, and what
+they share: training, evaluation, scoring, figures, the device, seed streams."""
 
-STAGES = ("train_a", "teacher_b", "score", "prune", "finetune_b", "scratch_b_dense", "scratch_b_sparse")
-ORDERS = ("prune_then_finetune", "finetune_then_prune")
+from crossprune.config.schema import ORDERS, STAGES  # noqa: F401  the stages' names, also read by config checks

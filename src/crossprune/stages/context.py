@@ -11,14 +11,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from crossprune import claims, names, tracking
-from crossprune.compute import Compute
 from crossprune.data import Pair
-from crossprune.evaluate import Reference, evaluate
 from crossprune.pruning import Mask
-from crossprune.seeds import role_seed
-from crossprune.tracking import Result, StageRun
-from crossprune.training import trainer_options
+from crossprune.stages.compute import Compute
+from crossprune.stages.evaluate import Reference, evaluate
+from crossprune.stages.seeds import role_seed
+from crossprune.stages.training import trainer_options
+from crossprune.store import locks, names, tracking
+from crossprune.store.tracking import Result, StageRun
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Context:
         hit = self.lookup(stage, key, tag)
         if hit or tag != tracking.KEY_TAG or not self.cfg.cache:  # cache=false: nothing to share, so nothing to claim
             return hit
-        self.held[key] = claims.claim(key, self.cfg.tracking.uri, self.cfg.tracking.experiment)
+        self.held[key] = locks.claim(key, self.cfg.tracking.uri, self.cfg.tracking.experiment)
         if hit := self.lookup(stage, key, tag):
             self.held.pop(key).release()
         return hit

@@ -4,17 +4,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from crossprune import figures
 from crossprune.diagnostics import mask_iou, spearman
 from crossprune.pruning import Mask, plain_state_dict, prunable, select
+from crossprune.pruning.collapse import check_collapse
 from crossprune.pruning.structured import count, latency_ms, remove_channels
-from crossprune.evaluate import fit_head
-from crossprune.names import score_data
-from crossprune.scoring import compute_scores
+from crossprune.stages import figures
 from crossprune.stages.context import Context
-from crossprune.tracking import Result
-from crossprune.training import fit
-from crossprune.validate_built import check_collapse
+from crossprune.stages.evaluate import fit_head
+from crossprune.stages.scoring import compute_scores
+from crossprune.stages.training import fit
+from crossprune.store.names import score_data
+from crossprune.store.tracking import Result
 
 
 def run(ctx: Context, scored: Result, on_a: Result, on_b: Result) -> Result:

@@ -1,12 +1,12 @@
 """score: importance scores of the network about to be pruned, on A, on B or on a mix (ignored by data-free
 criteria). That network is train_a's, or teacher_b's when the order is finetune_then_prune."""
 
-from crossprune import figures
 from crossprune.pruning import prunable
-from crossprune.names import score_data
-from crossprune.scoring import compute_scores
+from crossprune.stages import figures
 from crossprune.stages.context import Context
-from crossprune.tracking import Result
+from crossprune.stages.scoring import compute_scores
+from crossprune.store.names import score_data
+from crossprune.store.tracking import Result
 
 
 def run(ctx: Context, source: Result, data: str | None = None) -> Result:

@@ -4,10 +4,10 @@ instruments every later stage is read through: heads for A and B, the dense acti
 import hashlib
 from pathlib import Path
 
-from crossprune.evaluate import Reference, instrument_references
 from crossprune.stages.context import Context
-from crossprune.tracking import WEIGHTS_TAG, Result
-from crossprune.training import fit
+from crossprune.stages.evaluate import Reference, instrument_references
+from crossprune.stages.training import fit
+from crossprune.store.tracking import WEIGHTS_TAG, Result
 
 
 def run(ctx: Context) -> Result:

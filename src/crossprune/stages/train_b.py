@@ -8,8 +8,8 @@ from torch import nn
 
 from crossprune.pruning import plain_state_dict
 from crossprune.stages.context import Context
-from crossprune.tracking import Result
-from crossprune.training import fit
+from crossprune.stages.training import fit
+from crossprune.store.tracking import Result
 
 
 def teacher_b(ctx: Context, trained: Result) -> Result:

@@ -7,9 +7,9 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from crossprune import sweeper
-from crossprune.names import VARIES_ENV, varying
-from crossprune.sweeper import jobs_of
+from crossprune.cli import sweeper
+from crossprune.cli.sweeper import jobs_of
+from crossprune.store.names import VARIES_ENV, varying
 
 
 @dataclass
@@ -29,7 +29,7 @@ class StudySweeper(BasicSweeper):
     def sweep(self, arguments: list[str]):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         jobs = jobs_of(self.config, arguments, parser)
-        # Each job learns which keys the sweep varies, so its runs are named by them (crossprune.names).
+        # Each job learns which keys the sweep varies, so its runs are named by them (crossprune.store.names).
         points = [dict(o.split("=", 1) for o in job if "=" in o) for job in jobs]
         varies = " ".join(varying(points))
         launched = [job for job in jobs if not self.reply(job, varies)]
@@ -37,11 +37,11 @@ class StudySweeper(BasicSweeper):
         return super().sweep(arguments) if self.jobs else []
 
     def reply(self, job: list[str], varies: str) -> bool:
-        """Record a job the preflight found answered in the store (crossprune.answer) here, as its app would, without
+        """Record a job the preflight found answered in the store (crossprune.store.answer) here, as its app would, without
         launching it: Hydra would compose its config again (~0.4 s) only to learn the same. False if it must run."""
         if (hit := sweeper.answered.get(sweeper.job_id(job))) is None:
             return False
-        from crossprune import answer  # noqa: PLC0415  (mlflow: only once a sweep runs)
+        from crossprune.store import answer  # noqa: PLC0415  (mlflow: only once a sweep runs)
 
         cfg, found = hit
         log.info(f"\t{' '.join(job)}: answered from the store")

@@ -1,5 +1,5 @@
 """The parent run of one pipeline: its tags, what it records once its stages are done, and what it reports (the
-summary file, the objective). Light: a pipeline answered from the store (crossprune.answer) uses it without torch."""
+summary file, the objective). Light: a pipeline answered from the store (crossprune.store.answer) uses it without torch."""
 
 import json
 from pathlib import Path
@@ -7,11 +7,11 @@ from pathlib import Path
 import mlflow
 from omegaconf import DictConfig
 
-from crossprune import names, provenance, tracking
-from crossprune.errors import ConfigError
-from crossprune.stages import STAGES
+from crossprune.config.errors import ConfigError
+from crossprune.config.schema import STAGES
+from crossprune.store import names, provenance, tracking
 
-JOB_TAG = "crossprune.job"  # the job key (crossprune.answer.job_key) of a parent that ran every stage it needed
+JOB_TAG = "crossprune.job"  # the job key (crossprune.store.answer.job_key) of a parent that ran every stage it needed
 RUN_TAG, CACHED_TAG = "crossprune.run.", "crossprune.cached."  # + stage: the run each stage used, and whether cached
 
 

@@ -1,4 +1,4 @@
-"""MLflow plumbing: the store, stage keys, the stage cache and one tracked stage run (no torch at import: a pipeline
+"""MLflow plumbing: stage keys, the stage cache and one tracked stage run (no torch at import: a pipeline
 answered from the store never loads it)."""
 
 import hashlib
@@ -6,10 +6,9 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.markup import escape
 
-from crossprune import __version__, claims
-from crossprune.errors import ConfigError
-from crossprune.provenance import code_hash
+from crossprune import __version__
+from crossprune.config.errors import ConfigError
+from crossprune.store import locks
+from crossprune.store.provenance import code_hash
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # artifacts are local copies: no bars
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" lines: the table says it
@@ -32,65 +32,7 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)  # no migration chatter wh
 
 STAGE_TAG, KEY_TAG, WEIGHTS_TAG = "crossprune.stage", "crossprune.key", "crossprune.weights_key"
 SHA_TAG = "crossprune.sha256"  # {artifact path: sha256}, recorded when written, checked when reused
-CONNECTED: set[tuple[str, str]] = set()  # (uri, experiment) this process has set up and swept for dead runs
 OPEN_RUNS: set[str] = set()  # runs this process started and has not ended: marked KILLED on Ctrl-C
-
-
-def connect(tracking: DictConfig) -> None:
-    """Point MLflow at the store, create it (once, under a lock) if new, and mark the runs of dead processes FAILED;
-    once per process and store (a sweep's later jobs only point MLflow at it). A new experiment on a local sqlite
-    store keeps its artifacts beside the database unless tracking.artifacts says."""
-    uri, folder = tracking.uri, claims.sqlite_folder(tracking.uri)
-    if (uri, tracking.experiment) in CONNECTED and store_exists(uri):
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(tracking.experiment)
-        return
-    with claims.FileClaim(folder / "locks" / "store.lock") if folder else nullcontext():  # MLflow's migration races
-        if folder:
-            create_sqlite_store(Path(uri.removeprefix("sqlite:///")))
-        mlflow.set_tracking_uri(uri)
-        client = MlflowClient()
-        if client.get_experiment_by_name(tracking.experiment) is None:
-            artifacts = Path(tracking.artifacts or folder / "artifacts").resolve().as_uri() if folder else tracking.artifacts
-            made = claims.experiment_id(client, tracking.experiment, artifacts)
-            client.set_experiment_tag(made, "mlflow.experimentKind", "custom_model_development")  # UI: training runs
-    experiment = mlflow.set_experiment(tracking.experiment)
-    claimed = client.get_experiment_by_name(f"{tracking.experiment}.claims")
-    dead = claims.mark_dead_runs(client, [experiment.experiment_id, *([claimed.experiment_id] if claimed else [])])
-    if dead:
-        say(f"marked {dead} run(s) of processes that died FAILED (tag {claims.FAILURE_TAG} says why)")
-    CONNECTED.add((uri, tracking.experiment))
-
-
-def store_exists(uri: str) -> bool:
-    """Whether the store is there to ask (a sqlite file that does not exist yet holds nothing: it is not made here)."""
-    return claims.sqlite_folder(uri) is None or Path(uri.removeprefix("sqlite:///")).exists()
-
-
-def create_sqlite_store(db: Path) -> None:
-    """Create a new sqlite store under a temporary name, then move it into place: a process killed while it is made
-    leaves no half-made store behind. MLflow's schema migration (~4 s) runs once per MLflow version on this
-    machine, into a template in the user's cache; each new store is a copy of it."""
-    if db.exists():
-        return
-    making = db.with_name(f".{db.name}.{os.getpid()}.new")
-    shutil.copyfile(store_template(), making)
-    with closing(sqlite3.connect(making)) as con, con:  # the template's Default experiment pointed at the cache
-        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                    ((db.parent / "artifacts" / "0").resolve().as_uri(),))
-    os.replace(making, db)
-
-
-def store_template() -> Path:
-    """An empty, migrated sqlite store for the installed MLflow, made once (atomically) in the user's cache."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crossprune"
-    template = cache / f"mlflow-{mlflow.__version__}-empty-store.db"
-    if not template.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        making = cache / f".{template.name}.{os.getpid()}.new"
-        MlflowClient(f"sqlite:///{making}").search_experiments(max_results=1)  # MLflow creates the tables on first use
-        os.replace(making, template)
-    return template
 
 
 def say(line: str) -> None:
@@ -153,7 +95,7 @@ def fetch(stage: str, key: str, run_id: str, workdir: Path) -> Result | None:
         problem = f"its artifacts cannot be read ({type(e).__name__})"
     if problem:
         shutil.rmtree(workdir / f"{stage}-{key}", ignore_errors=True)  # the stage runs again into this folder
-        client.set_tag(run_id, claims.FAILURE_TAG, f"damaged: {problem}")
+        client.set_tag(run_id, locks.FAILURE_TAG, f"damaged: {problem}")
         client.set_terminated(run_id, "FAILED")
         say(f"the cached {stage} run {run_id} is damaged ({problem}): marked FAILED, running {stage} again")
         return None
@@ -220,7 +162,7 @@ class StageFailed(ConfigError):
 def tracked(run_name: str, tags: dict[str, str], nested: bool = False) -> Iterator[mlflow.ActiveRun]:
     """mlflow.start_run, with the owning process recorded (so a dead one's runs can be marked) and remembered as
     open until it ends."""
-    with mlflow.start_run(run_name=run_name, nested=nested, tags={**tags, **claims.owner_tags()}) as run:
+    with mlflow.start_run(run_name=run_name, nested=nested, tags={**tags, **locks.owner_tags()}) as run:
         OPEN_RUNS.add(run.info.run_id)
         try:
             yield run
@@ -262,29 +204,6 @@ def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path, name: str | 
         mlflow.log_artifacts(str(folder))
     metrics = MlflowClient().get_run(run.info.run_id).data.metrics
     stage_run.result = Result(stage, key, run.info.run_id, folder, False, metrics)
-
-
-def log_datasets(pair) -> None:
-    """A's and B's training splits as MLflow datasets (name, digest, shape) in the open run's Datasets panel; a
-    streamed split (too large for memory) as its shapes and the data's own digest, never read whole."""
-    import mlflow.data  # noqa: PLC0415 (only a run needs these)
-    import numpy as np  # noqa: PLC0415
-    from mlflow.data.code_dataset_source import CodeDatasetSource  # noqa: PLC0415
-    from mlflow.data.meta_dataset import MetaDataset  # noqa: PLC0415
-    from mlflow.tracking.context import registry  # noqa: PLC0415
-    from mlflow.types import Schema, TensorSpec  # noqa: PLC0415
-
-    from crossprune.data import Split  # noqa: PLC0415
-
-    for role in "AB":
-        data, name = pair[role], f"{role}: {pair[role].name}"
-        if isinstance(data.train, Split):
-            inputs = mlflow.data.from_numpy(data.train.x.numpy(), targets=data.train.y.numpy(), name=name)
-        else:
-            shapes = Schema([TensorSpec(np.dtype("float32"), (len(data.train), *data.input_shape), "x"),
-                             TensorSpec(np.dtype("int64"), (len(data.train),), "y")])
-            inputs = MetaDataset(CodeDatasetSource(registry.resolve_tags()), name=name, digest=data.digest, schema=shapes)
-        mlflow.log_input(inputs, context=f"{role} train")
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:

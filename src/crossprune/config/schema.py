@@ -9,6 +9,8 @@ from typing import Any, get_type_hints
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+STAGES = ("train_a", "teacher_b", "score", "prune", "finetune_b", "scratch_b_dense", "scratch_b_sparse")
+ORDERS = ("prune_then_finetune", "finetune_then_prune")
 SCOPES = ("global", "layerwise", "row", "layers")  # prune.scope's values (here: checked before torch is imported)
 Open = Any  # a node whose keys differ from file to file (the arguments of a _target_): pair, model, criterion, control
 

@@ -5,8 +5,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from crossprune import tracking
-from crossprune.names import varying
+from crossprune.store import connect
+from crossprune.store.names import varying
 
 STAGE_METRICS = ("A/acc", "A/fixed_head_acc", "B/acc", "B/fixed_head_acc", "sparsity")
 SWEEP_METRICS = ("prune/A/acc", "prune/B/fixed_head_acc", "prune/mask_iou_AB", "finetune_b/B/acc", "scratch_b_dense/B/acc")
@@ -29,7 +29,7 @@ def print_pipeline(cfg: DictConfig, results: list) -> None:
 
 def print_sweep(cfg: DictConfig, sweep: str, since_ms: int) -> None:
     """The sweep's parent runs, one row each: the config values that differ between them, then key metrics."""
-    tracking.connect(cfg.tracking)
+    connect.connect(cfg.tracking)
     runs = mlflow.search_runs(
         filter_string=f"tags.`crossprune.sweep` = '{sweep}' and attributes.start_time >= {since_ms}",
         order_by=["attributes.start_time ASC"], output_format="list", max_results=50_000,

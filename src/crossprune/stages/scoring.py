@@ -6,12 +6,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from crossprune.compute import Compute
 from crossprune.criteria import Batch
 from crossprune.data import Dataset, Pair
-from crossprune.evaluate import fit_head
-from crossprune.names import score_data
-from crossprune.seeds import generator
+from crossprune.stages.compute import Compute
+from crossprune.stages.evaluate import fit_head
+from crossprune.stages.seeds import generator
+from crossprune.store.names import score_data
 
 
 class Objective:

@@ -1,4 +1,4 @@
-"""The checks that build what a config names: the data, the model, its optimizer and schedule, the criterion, the
+"""Validate a job before anything runs: the value checks, then the ones that build what a config names: the data, the model, its optimizer and schedule, the criterion, the
 control, a trial mask, and the Lightning Trainer (they import torch, scikit-learn and Lightning)."""
 
 import warnings
@@ -11,13 +11,28 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from crossprune.config.errors import ConfigError, first_line, one_line
+from crossprune.config.values import check_values, devices, require
 from crossprune.data import Pair, build_pair
-from crossprune.errors import ConfigError, first_line, one_line
-from crossprune.pruning import Mask, prunable, select
+from crossprune.pruning import prunable, select
+from crossprune.pruning.collapse import check_collapse
 from crossprune.pruning.select import cap_count
-from crossprune.validate import devices, require
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def validate(cfg: DictConfig) -> "Pair":  # noqa: F821 (crossprune.data.Pair: not imported here)
+    """Return the data pair if `cfg` can run, else raise ConfigError naming the first problem.
+
+    The checks of values come first and import nothing heavy, so most typos are told in well under a second; the
+    checks that build things (below) import torch, scikit-learn and Lightning."""
+    check_values(cfg)
+    check_trainer(cfg.trainer)
+    check_trainer_options(cfg)
+    with warnings.catch_warnings():  # torch's warning about a bad setting would be a second line on stderr
+        warnings.simplefilter("ignore")
+        return check_built(cfg)
+
 
 
 def check_built(cfg: DictConfig) -> Pair:
@@ -35,7 +50,7 @@ def check_built(cfg: DictConfig) -> Pair:
         optimizer = instantiate(cfg.train.optimizer)(net.parameters())
     except Exception as e:
         raise ConfigError(f"train.optimizer cannot be built: {instantiation_error(e)}") from e
-    from crossprune.training import scheduler  # noqa: PLC0415 (Lightning: only once the types are good)
+    from crossprune.stages.training import scheduler  # noqa: PLC0415 (Lightning: only once the types are good)
 
     try:
         if schedule := scheduler(cfg, cfg.train_a.epochs):
@@ -97,7 +112,7 @@ def check_trainer_options(cfg: DictConfig) -> None:
     """Build the Trainer the stages build, so a value Lightning refuses (precision=bf17) is caught now."""
     import pytorch_lightning as pl  # noqa: PLC0415 (only once the types are good)
 
-    from crossprune.training import trainer_options  # noqa: PLC0415
+    from crossprune.stages.training import trainer_options  # noqa: PLC0415
 
     options = trainer_options(cfg)
     try:
@@ -107,17 +122,6 @@ def check_trainer_options(cfg: DictConfig) -> None:
     except Exception as e:
         set_ = " ".join(f"trainer.{k}={v}" for k, v in options.items() if k not in ("accelerator", "devices", "deterministic"))
         raise ConfigError(f"trainer options {set_ or ''} are refused by Lightning: {first_line(e)}".replace("  ", " ")) from e
-
-
-
-class LayerCollapse(ConfigError):
-    """A layer would lose every weight."""
-
-
-def check_collapse(mask: Mask, p: DictConfig) -> None:
-    collapsed = [n for n, s in mask.per_param_sparsity().items() if s == 1.0]
-    if collapsed and not p.allow_layer_collapse:
-        raise LayerCollapse(f"pruning removes every weight of {', '.join(collapsed)} (prune.allow_layer_collapse=true allows it)")
 
 
 

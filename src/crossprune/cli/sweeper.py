@@ -7,7 +7,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-import crossprune.schema  # noqa: F401  the config's types in the ConfigStore: Hydra imports this module (through the
+import crossprune.config.schema  # noqa: F401  the config's types in the ConfigStore: Hydra imports this module (through the
+
 # study sweeper plugin) before it composes anything, so every composition finds them, the tests' and scripts' too
 
 
@@ -53,6 +54,8 @@ class SweepTable(Callback):
         self.started_ms = int(time.time() * 1000)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from crossprune.summary import print_sweep  # mlflow and rich only once a sweep has run
+        from crossprune.cli.table import (
+            print_sweep,  # mlflow and rich only once a sweep has run
+        )
 
         print_sweep(config, config.hydra.sweep.dir, self.started_ms)

@@ -12,20 +12,23 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import crossprune.schema  # noqa: F401  the config's types, in Hydra's ConfigStore before anything is composed
-from crossprune import sweeper
-from crossprune.errors import composing
-from crossprune.errors import stop_on_bad_input as stop_with
-from crossprune.sweeper import jobs_of
+import crossprune.config.schema  # noqa: F401  the config's types, in Hydra's ConfigStore before anything is composed
+from crossprune.cli import sweeper
+from crossprune.cli.sweeper import jobs_of
+from crossprune.config.errors import composing
+from crossprune.config.errors import stop_on_bad_input as stop_with
 
 stop_on_bad_input = partial(stop_with, "crossprune")
-CONF = str(Path(__file__).resolve().parent / "conf")  # links to the top-level conf/; a wheel holds a copy
+CONF = str(Path(__file__).resolve().parents[1] / "conf")  # links to the top-level conf/; a wheel holds a copy
 
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> float:
-    from crossprune import answer, parent, summary  # mlflow, not torch: a job already in the store answers from it
-    from crossprune.validate import check_values
+    from crossprune.cli import (
+        table,  # mlflow, not torch: a job already in the store answers from it
+    )
+    from crossprune.config.values import check_values
+    from crossprune.store import answer, parent
 
     hydra_cfg = HydraConfig.get()
     sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
@@ -35,16 +38,18 @@ def app(cfg: DictConfig) -> float:
     if found := preflight_found[1] if preflight_found else answer.find(cfg):
         results = answer.reply(cfg, found, sweep, overrides)
     else:
-        from crossprune import pipeline  # torch, Lightning, scikit-learn: only for a job with work to do
-        from crossprune.compute import share_cores
-        from crossprune.validate import validate
+        from crossprune import (
+            pipeline,  # torch, Lightning, scikit-learn: only for a job with work to do
+        )
+        from crossprune.cli.checks import validate
+        from crossprune.stages.compute import share_cores
 
         if sweep is not None:  # a single run keeps torch's threads whatever launcher the config names
             share_cores(hydra_cfg.launcher.get("n_jobs"))  # joblib's workers split the cores
         pair = stop_on_bad_input(validate, cfg)
         results = stop_on_bad_input(pipeline.run, cfg, pair, sweep, overrides)  # e.g. a global mask that empties a layer
     if sweep is None:  # a sweep prints one table for all its points when it ends
-        summary.print_pipeline(cfg, results)
+        table.print_pipeline(cfg, results)
     return stop_on_bad_input(parent.objective, cfg, results)  # what a sweeper that optimises (optuna) reads
 
 
@@ -69,10 +74,11 @@ def preflight(argv: list[str]) -> None:
             jobs = [[o.input_line for o in parsed if not o.is_sweep_override()]]
         for overrides in jobs:
             cfg = compose("config", overrides=list(overrides))
-            from crossprune.validate import check_values, validate  # noqa: PLC0415
+            from crossprune.cli.checks import validate  # noqa: PLC0415
+            from crossprune.config.values import check_values  # noqa: PLC0415
 
             check_values(cfg)  # a typo is told before anything heavy loads
-            from crossprune import answer  # noqa: PLC0415  (mlflow; torch and scikit-learn only for a job to run)
+            from crossprune.store import answer  # noqa: PLC0415  (mlflow; torch and scikit-learn only for a job to run)
 
             if found := answer.find(cfg):  # a job the store answers was validated when it ran
                 sweeper.answered[sweeper.job_id(overrides)] = (cfg, found)  # the study sweeper replies without launching it
@@ -91,7 +97,7 @@ def answer_help(argv: list[str]) -> bool:
     args = get_args_parser().parse_args(argv)
     if not args.help or args.config_dir or args.config_path or args.config_name:
         return False
-    from crossprune.help import app_help
+    from crossprune.cli.help import app_help
 
     with composing():
         text = app_help(CONF, args.overrides, args.resolve)

@@ -13,8 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from crossprune.errors import ConfigError, composing, stop_on_bad_input
-from crossprune.schema import unknown_key_message, unknown_keys  # importing it registers the config's types
+from crossprune.config.errors import ConfigError, composing, stop_on_bad_input
+from crossprune.config.schema import (  # importing it registers the config's types
+    unknown_key_message,
+    unknown_keys,
+)
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")  # the package's conf: the top-level conf/, or a wheel's copy
 COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not measurable": "magenta"}
@@ -22,7 +25,12 @@ COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "no
 
 def report(cfg: DictConfig):
     """Read, judge, draw, write and log; any bad input raises ConfigError before a file is written."""
-    from crossprune.report import claims, plots, runs, write  # pandas, matplotlib, mlflow: once the config is good
+    from crossprune.report import (  # pandas, matplotlib, mlflow: once the config is good
+        claims,
+        plots,
+        runs,
+        write,
+    )
 
     study = cfg.study.name if isinstance(cfg.study, DictConfig) else None  # study=x without conf/study/x.yaml
     if not study:

@@ -11,9 +11,10 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from crossprune import __version__, names, parent, tracking
-from crossprune.provenance import code_hash, file_stats
-from crossprune.stages import STAGES
+from crossprune import __version__
+from crossprune.config.schema import STAGES
+from crossprune.store import connect, names, parent, tracking
+from crossprune.store.provenance import code_hash, file_stats
 
 NOT_RESULTS = ("study", "tracking", "summary", "report", "objective", "cache")  # keys no stage's result depends on
 
@@ -58,7 +59,7 @@ def find(cfg: DictConfig) -> tuple[Run, dict[str, Run]] | None:
     """The newest FINISHED parent of this job and the stage runs it used (pipeline order), if every one of them is
     still FINISHED; else None, and the pipeline runs (a stage run marked FAILED or deleted since is run again)."""
     key = job_key(cfg) if cfg.cache else None
-    if key is None or not tracking.store_exists(cfg.tracking.uri):
+    if key is None or not connect.store_exists(cfg.tracking.uri):
         return None
     try:
         return newest_finished(MlflowClient(cfg.tracking.uri), cfg.tracking.experiment, key)
@@ -91,7 +92,7 @@ def reply(cfg: DictConfig, found: tuple[Run, dict[str, Run]], sweep: str | None,
     (`varies`: the keys its sweep varies, for its name, when the job's own environment does not say)."""
     old, stage_runs = found
     results = [Answered(stage, r.info.run_id, r.data.metrics) for stage, r in stage_runs.items()]
-    tracking.connect(cfg.tracking)
+    connect.connect(cfg.tracking)
     with tracking.tracked(names.parent_name(cfg, overrides, varies), parent.tags(cfg, sweep, overrides)) as run:
         parent.begin(cfg)
         MlflowClient().log_inputs(run.info.run_id, datasets=old.inputs.dataset_inputs)  # A and B, as the old one logged them

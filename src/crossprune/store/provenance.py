@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # the crossprune package
 ROOT = PACKAGE.parents[1]  # the checkout, for an editable install
 PACKAGES = ("crossprune", "torch", "pytorch-lightning", "torchmetrics", "torch-pruning", "mlflow", "hydra-core",
             "omegaconf", "safetensors", "scikit-learn", "numpy", "mnist1d")

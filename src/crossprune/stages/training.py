@@ -3,27 +3,27 @@
 import functools
 import logging
 import math
-import time
 import tempfile
-from collections import defaultdict
+import time
 import warnings
+from collections import defaultdict
 from collections.abc import Callable
 from inspect import signature
 
 import mlflow
-from mlflow.entities import Metric
-from mlflow.tracking import MlflowClient
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from crossprune import figures
-from crossprune.compute import device_of
 from crossprune.data import Split
+from crossprune.stages import figures
+from crossprune.stages.compute import device_of
 
 logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no banner about absent GPUs on every fit
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own deprecation, not ours to fix

@@ -7,11 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hydra.errors import MissingConfigException, OverrideParseException
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    OmegaConfBaseException,
+    ValidationError,
+)
 from rich.console import Console
 from rich.markup import escape
 
-from crossprune.schema import unknown_key_message
+from crossprune.config.schema import unknown_key_message
 
 # What an OmegaConf type error says was expected, in plain words.
 EXPECTED = {"to Integer": "an integer", "to Float": "a number", "not a valid bool": "true or false",

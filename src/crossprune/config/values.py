@@ -1,33 +1,22 @@
-"""Check a composed config before anything is trained or tracked; every problem is one ConfigError line."""
-
-import warnings
+"""The checks of a composed config that build nothing (keys, types, ranges, the store, the output paths); every
+problem is one ConfigError line."""
 
 from omegaconf import DictConfig, OmegaConf
 
-from crossprune.errors import ConfigError
-from crossprune.schema import SCOPES, unknown_key_message, unknown_keys
-from crossprune.stages import ORDERS, STAGES
-from crossprune.store_check import check_output, check_store
+from crossprune.config.errors import ConfigError
+from crossprune.config.schema import (
+    ORDERS,
+    SCOPES,
+    STAGES,
+    unknown_key_message,
+    unknown_keys,
+)
+from crossprune.config.writable import check_output, check_store
 
 
 def require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-def validate(cfg: DictConfig) -> "Pair":  # noqa: F821 (crossprune.data.Pair: not imported here)
-    """Return the data pair if `cfg` can run, else raise ConfigError naming the first problem.
-
-    The checks of values come first and import nothing heavy, so most typos are told in well under a second; the
-    checks that build things (validate_built) import torch, scikit-learn and Lightning."""
-    check_values(cfg)
-    from crossprune.validate_built import check_built, check_trainer, check_trainer_options  # noqa: PLC0415
-
-    check_trainer(cfg.trainer)
-    check_trainer_options(cfg)
-    with warnings.catch_warnings():  # torch's warning about a bad setting would be a second line on stderr
-        warnings.simplefilter("ignore")
-        return check_built(cfg)
 
 
 def check_values(cfg: DictConfig) -> None:

@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from urllib.parse import urlparse
 
-from crossprune.errors import ConfigError
+from crossprune.config.errors import ConfigError
 
 # Stores MLflow reaches through SQLAlchemy or its own clients: accepted as given (no cheap check that creates nothing).
 OTHER_SCHEMES = ("postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
