@@ -4,6 +4,7 @@ The cases call the commands' main() in this process (a subprocess costs seconds 
 real console script to show it behaves the same."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,9 @@ BAD = {
     "kernel_zero": (["model=cnn", "model.kernel_size=0"], "model CNN does not fit pair digits_split (model.channels=[16, 32], model.kernel_size=0)"),
     "model_option_unknown": (["+model.foo=1"], "model.foo=1): Error in call to target 'crossprune.models.mlp.MLP'"),
     "criterion_option_unknown": (["+criterion.score.bogus=1"], "criterion.score of criterion magnitude cannot be built: got an unexpected keyword argument 'bogus'"),
+    "taylor_variant": (["criterion=taylor", "criterion.variant=nope"], "variant must be one of molchanov, torch_pruning, abs_mean, got 'nope'"),
+    "wanda_sequential_global": (["criterion=wanda", "prune.scope=global"], "criterion.sequential=false for one shot; got prune.scope=global"),
+    "wanda_sequential_text": (["criterion=wanda", "criterion.sequential=maybe"], "criterion.sequential must be true or false, got 'maybe'"),
     "probe_C_negative": (["eval.probe.C=-1"], "eval.probe.C must be > 0"),
     "resnet_width_zero": (["model=resnet18", "model.width=0"], "model.width must be a number > 0 scaling every channel count, got 0"),
     "resnet_stem_not_bool": (["model=resnet18", "model.cifar_stem=maybe"], "model.cifar_stem must be true or false, got 'maybe'"),
@@ -81,15 +85,45 @@ BAD = {
     "store_scheme": (["tracking.uri=ftp://host/x"], "tracking.uri=ftp://host/x: MLflow has no store for ftp://"),
     "experiment_empty": (["tracking.experiment="], "tracking.experiment must be a name"),
     "help_unknown_key": (["modl=cnn", "--help"], "unknown key modl (did you mean model?)"),
-    "help_unknown_option": (["model=cn", "--help"], "Could not find 'model/cn' (options: cnn, cnn1d, mlp"),
+    "help_unknown_option": (["model=cn", "--help"], "Could not find 'model/cn' (options: cnn, cnn1d, "),
+    # Issue 23: tracebacks before, now one line.
+    "synflow_rounds_0": (["criterion=synflow", "criterion.score.rounds=0"], "criterion.score.rounds must be an integer >= 1, got 0"),
+    "synflow_rounds_negative": (["criterion=synflow", "criterion.score.rounds=-3"], "criterion.score.rounds must be an integer >= 1, got -3"),
+    "criterion_score_removed": (["~criterion.score"], "criterion.score is missing: criterion magnitude needs"),
+    "control_apply_removed": (["~control.apply"], "control.apply is missing: control none needs it"),
+    "gradient_clip_nan": (["trainer.gradient_clip_val=nan"], "trainer.gradient_clip_val must be a number >= 0 (or null: no clipping), got nan"),
+    "accumulate_0": (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches must be >= 1"),
+    "artifacts_unwritable": (["tracking.artifacts={locked}/artifacts"], "tracking.artifacts={locked}/artifacts cannot be written"),
+    "store_postgres_down": (["tracking.uri=postgresql://crossprune@127.0.0.1:9/runs"], "tracking.uri=postgresql://crossprune@127.0.0.1:9/runs does not answer"),
+    "store_mysql_no_driver": (["tracking.uri=mysql://crossprune@127.0.0.1:{listening}/runs"], "the mysql driver is not installed (No module named 'MySQLdb')"),
+    "store_databricks": (["tracking.uri=databricks"], "tracking.uri=databricks needs a Databricks workspace: set DATABRICKS_HOST"),
+    "store_not_a_database": (["tracking.uri=sqlite:///{text}"], "is not an sqlite database"),
+    "summary_on_a_full_device": (["summary=/dev/full"], "summary=/dev/full is a device or a pipe, not a file"),
+    "run_dir_in_proc": (["hydra.run.dir=/proc/crossprune"], "hydra.run.dir=/proc/crossprune cannot be written"),
+    "sweep_dir_in_proc": (["-m", "hydra.sweep.dir=/proc/crossprune", "prune.sparsity=0.5,0.6"], "hydra.sweep.dir=/proc/crossprune cannot be written"),
+    "experiment_100k": ([f"tracking.experiment={'x' * 100_000}"], "tracking.experiment must be at most 249 characters, got 100000"),
+    # Issue 23: accepted silently while wrong before.
+    "class_absent": (["pair.a.classes=[0,1,2,3,99]"], "pair.a.classes=[0, 1, 2, 3, 99]: digits_0-4 has no training samples of class [99]"),
+    "control_renamed": (["control.name=nope"], "control.name=nope: control.name is the name of the control file"),
+    "layers_nested": (["prune.layers=[[layers.0]]"], "prune.layers must be a flat list of layer names, e.g. prune.layers=[layers.0], got [['layers.0']]"),
+    "sweep_key_twice": (["-m", "prune.sparsity=0.5,0.6", "prune.sparsity=0.7"], "prune.sparsity is given twice (prune.sparsity=0.5,0.6 and prune.sparsity=0.7)"),
+    "objective_not_run": (["objective=teacher_b/B/acc"], "objective=teacher_b/B/acc reads teacher_b, which this job does not run"),
+    "distill_temperature_tiny": (["finetune_b.distill.temperature=1e-30"], "finetune_b.distill.temperature must be >= 0.1"),
+    # Issue 23: found mid-run or never before.
+    "data_free_text": (["criterion.data_free=maybe"], "criterion.data_free must be true or false, got 'maybe'"),
+    "config_dir_sweep_point_bad": (["-m", "--config-dir", "{confdir}", "prune.sparsity=0.5,1.5"], "prune.sparsity must be in [0, 1), got 1.5"),
+    "devices_2_on_cpu": (["trainer.devices=2"], "trainer.devices=2 (num_nodes=1) starts 2 training processes"),
 }
 SKIP = {"accelerator_gpu": GPU}
 
 
 @pytest.fixture(autouse=True)
 def no_hydra_left(monkeypatch):
-    """No Hydra instance carries over from one case to the next; no traceback asked for."""
+    """No Hydra instance carries over from one case to the next; no traceback asked for; no Databricks workspace."""
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    for var in ("DATABRICKS_HOST", "DATABRICKS_CONFIG_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "/nonexistent/.databrickscfg")
     GlobalHydra.instance().clear()
     yield
     GlobalHydra.instance().clear()
@@ -123,24 +157,38 @@ def assert_one_line(code: int, out: str, err: str, prog: str, says: str) -> None
 def test_bad_input_is_one_line_and_nothing_runs(request, tmp_path, monkeypatch, capsys, args, says):
     if SKIP.get(request.node.callspec.id):
         pytest.skip("this machine has what the case lacks")
-    places = {"tmp": tmp_path, "locked": locked_folder(tmp_path) if any("{locked}" in a for a in args) else None}
+    listening = socket.create_server(("127.0.0.1", 0))  # a port that answers, for a database whose driver is absent
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    (tmp_path / "myconf").mkdir()
+    places = {"tmp": tmp_path, "locked": locked_folder(tmp_path) if any("{locked}" in a for a in args) else None,
+              "listening": listening.getsockname()[1], "text": tmp_path / "notes.txt", "confdir": tmp_path / "myconf"}
     args = [a.format(**places) for a in args]
+    says = says.format(**places)
     before = sorted(tmp_path.rglob("*"))
     monkeypatch.chdir(tmp_path)  # the default store, sqlite:///mlruns/mlflow.db, would land here
     monkeypatch.setattr(app, "app", lambda: pytest.fail("the preflight let it through: the app started"))
     try:
         assert_one_line(*run_main(app.main, "crossprune", args, monkeypatch, capsys), "crossprune", says)
     finally:
+        listening.close()
         if places["locked"] and not ROOT:
             places["locked"].chmod(0o700)
     assert sorted(tmp_path.rglob("*")) == before  # no mlruns/, no database, no summary, no report
 
 
-@pytest.mark.parametrize("args, says", [(["+nonsense=1"], "unknown key nonsense"), (["study=nope"], "Could not find 'study/nope'"),
-                                        (["report.confidence=high"], "report.confidence must be a number")])
-def test_bad_report_input_is_one_line(tmp_path, monkeypatch, capsys, args, says):
+@pytest.mark.parametrize("args, says, store", [
+    (["+nonsense=1"], "unknown key nonsense", None), (["study=nope"], "Could not find 'study/nope'", None),
+    (["report.confidence=high"], "report.confidence must be a number", None),
+    (["study=capacity"], "no MLflow store at sqlite:///missing/mlflow.db", "sqlite:///missing/mlflow.db"),  # issue 23
+    (["study=capacity"], "tracking.uri=http://user:***@127.0.0.1:9 does not answer", "http://user:secret@127.0.0.1:9"),
+])
+def test_bad_report_input_is_one_line(tmp_path, monkeypatch, capsys, args, says, store):
+    """Also a store named by MLFLOW_TRACKING_URI that is missing or down (its password never printed)."""
+    if store:  # the report's own check, before anything is read
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    else:
+        monkeypatch.setattr(report_cli, "app", lambda: pytest.fail("the preflight let it through: the app started"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(report_cli, "app", lambda: pytest.fail("the preflight let it through: the app started"))
     assert_one_line(*run_main(report_cli.main, "crossprune-report", args, monkeypatch, capsys), "crossprune-report", says)
     assert list(tmp_path.iterdir()) == []
 

@@ -1,4 +1,5 @@
-"""Each criterion against its formula written out with plain autograd, and every criterion config instantiated."""
+"""Each criterion against its formula written out with plain autograd, and every criterion config instantiated
+(tests/test_criteria_parity.py checks each against its paper's reference formula, written independently)."""
 
 import copy
 from pathlib import Path
@@ -10,8 +11,9 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch.func import functional_call
 
-from crossprune.criteria import Batch, fisher, grasp, snip, synflow, taylor, wanda
+from crossprune.criteria import Batch, Loss, fisher, grasp, snip, synflow, taylor, wanda
 from crossprune.models import CNN, MLP
+from crossprune.pruning import select
 
 CONFIGS = sorted((Path(__file__).parents[1] / "conf" / "criterion").glob("*.yaml"))
 NAMES = ["layers.0.weight", "layers.0.bias", "head.weight"]  # head.bias stays unpruned
@@ -29,7 +31,7 @@ def tiny():
     net = MLP(input_shape=[1, 2, 2], num_classes=3, hidden=[5])
     named = dict(net.named_parameters())
     params = {n: named[n] for n in NAMES}
-    loss = lambda b: F.cross_entropy(net(b.x), b.y)  # noqa: E731
+    loss = Loss(net)
     return net, params, make_batches(1), loss
 
 
@@ -37,13 +39,18 @@ def per_batch_grads(params, batches, loss):
     return [torch.autograd.grad(loss(b), list(params.values())) for b in batches]
 
 
-def test_taylor_is_mean_abs_w_times_grad(tiny):
+@pytest.mark.parametrize("variant", ["molchanov", "torch_pruning", "abs_mean"])
+def test_taylor_variants_are_their_formulas(tiny, variant):
     net, params, batches, loss = tiny
     grads = per_batch_grads(params, batches, loss)
-    got = taylor.score(net, params, batches, loss)
+    got = taylor.score(net, params, batches, loss, variant)
     for i, (name, p) in enumerate(params.items()):
-        want = sum((p.detach() * g[i]).abs() for g in grads) / len(batches)
-        torch.testing.assert_close(got[name], want)
+        wg = [p.detach() * g[i] for g in grads]
+        want = {"molchanov": sum(t.square() for t in wg), "torch_pruning": sum(wg).abs(), "abs_mean": sum(t.abs() for t in wg)}
+        torch.testing.assert_close(got[name], want[variant] / len(batches))
+    default = taylor.score(net, params, batches, loss)
+    if variant == "molchanov":
+        assert all(torch.equal(default[n], got[n]) for n in params)
 
 
 def test_fisher_is_half_w2_mean_per_sample_g2(tiny):
@@ -67,22 +74,26 @@ def test_snip_is_normalised_abs_w_times_summed_grad(tiny):
         torch.testing.assert_close(got[name], r / norm)
 
 
-def test_grasp_is_w_times_hessian_gradient_product(tiny):
-    net, params, batches, loss = tiny
-    shapes = [p.shape for p in params.values()]
-    flat0 = torch.cat([p.detach().reshape(-1) for p in params.values()])
+def test_grasp_is_w_times_hessian_gradient_product_over_all_weights_at_its_temperature(tiny):
+    """Hg over every Linear weight, the unpruned head's too, on logits / T; the layer's scores normalised by |Σ|."""
+    net, _, batches, loss = tiny
+    params = {"layers.0.weight": net.layers[0].weight}  # the head is not pruned, yet in H
+    over = {n: p for n, p in net.named_parameters() if n.endswith("weight")}
+    shapes = [p.shape for p in over.values()]
+    flat0 = torch.cat([p.detach().reshape(-1) for p in over.values()])
 
     def mean_loss(flat):
-        ws = dict(zip(params, (t.reshape(s) for t, s in zip(flat.split([s.numel() for s in shapes]), shapes))))
-        return sum(F.cross_entropy(functional_call(net, ws, (b.x,)), b.y) for b in batches) / len(batches)
+        ws = dict(zip(over, (t.reshape(s) for t, s in zip(flat.split([s.numel() for s in shapes]), shapes))))
+        return sum(F.cross_entropy(functional_call(net, ws, (b.x,)) / 200, b.y) for b in batches) / len(batches)
 
-    g = torch.autograd.grad(mean_loss(flat0.requires_grad_()), flat0)[0]
+    g = torch.autograd.functional.vjp(mean_loss, flat0.detach())[1]
     hg = torch.autograd.functional.hvp(mean_loss, flat0.detach(), g)[1]
-    want = (flat0.detach() * hg).split([s.numel() for s in shapes])
+    want = (flat0.detach() * hg)[: shapes[0].numel()].reshape(shapes[0])
     got = grasp.score(net, params, batches, loss)
-    assert any(w.abs().max() > 1e-6 for w in want)  # the check is not trivially 0 == 0
-    for name, w, s in zip(params, want, shapes):
-        torch.testing.assert_close(got[name], w.reshape(s))
+    assert want.abs().max() > 0  # the check is not trivially 0 == 0
+    torch.testing.assert_close(got["layers.0.weight"], want / want.sum().abs())
+    at_1 = grasp.score(net, params, batches, loss, temperature=1.0)  # T changes the ranking, not only the scale
+    assert not torch.equal(at_1["layers.0.weight"].flatten().argsort(), got["layers.0.weight"].flatten().argsort())
 
 
 def test_synflow_one_round_is_abs_w_times_flow_gradient(tiny):
@@ -120,31 +131,50 @@ def test_synflow_masks_the_lowest_one_shot_scores_after_round_one(tiny):
     assert (two[lowest] == 0).all() and int((two == 0).sum()) == k
 
 
-def test_wanda_linear_is_abs_w_times_input_feature_norm(tiny):
+def test_wanda_one_shot_is_abs_w_times_input_feature_norm(tiny):
     net, params, batches, loss = tiny
     x = torch.cat([b.x.flatten(1) for b in batches])
     h = net.layers(x)
-    got = wanda.score(net, params, batches, loss)
+    got = wanda.score(net, params, batches, loss, 0.5, sequential=False)
     torch.testing.assert_close(got["layers.0.weight"], params["layers.0.weight"].detach().abs() * x.norm(dim=0))
     torch.testing.assert_close(got["head.weight"], params["head.weight"].detach().abs() * h.norm(dim=0))
     torch.testing.assert_close(got["layers.0.bias"], params["layers.0.bias"].detach().abs())
 
 
-def test_wanda_conv_uses_input_channel_norm():
+def test_wanda_sequential_calibrates_the_head_on_the_pruned_layer_and_leaves_net_alone(tiny):
+    net, params, batches, loss = tiny
+    before = copy.deepcopy(net.state_dict())
+    got = wanda.score(net, params, batches, loss, 0.5, "row")
+    first = wanda.score(net, params, batches, loss, 0.5, sequential=False)
+    for name in ("layers.0.weight", "layers.0.bias"):  # nothing before the first layer: as one shot
+        torch.testing.assert_close(got[name], first[name])
+    cut = select({n: got[n] for n in ("layers.0.weight", "layers.0.bias")}, 0.5, "row")
+    x = torch.cat([b.x.flatten(1) for b in batches])
+    w0, b0 = (net.layers[0].weight * cut["layers.0.weight"]), (net.layers[0].bias * cut["layers.0.bias"])
+    h = torch.relu(F.linear(x, w0, b0)).detach()
+    torch.testing.assert_close(got["head.weight"], params["head.weight"].detach().abs() * h.norm(dim=0))
+    assert not torch.allclose(got["head.weight"], first["head.weight"])
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_wanda_conv_norms_are_per_input_channel_and_kernel_tap():
+    """Wanda's norm of each im2col column: a tap near the zero padding sees fewer of the input's values."""
     torch.manual_seed(0)
     net = CNN(input_shape=[2, 4, 4], num_classes=3, channels=[3])
     w = net.layers[0].weight
     batches = make_batches(2, n=2, shape=(2, 4, 4))
-    x = torch.cat([b.x for b in batches])
-    got = wanda.score(net, {"layers.0.weight": w}, batches, None)
-    norm = x.transpose(0, 1).reshape(2, -1).norm(dim=1)
-    torch.testing.assert_close(got["layers.0.weight"], w.detach().abs() * norm.reshape(1, 2, 1, 1))
+    x = F.pad(torch.cat([b.x for b in batches]), (1, 1, 1, 1))
+    norm = torch.stack([torch.stack([x[:, :, i : i + 4, j : j + 4].square().sum((0, 2, 3)) for j in range(3)], -1)
+                        for i in range(3)], -2).sqrt()  # (channel, tap row, tap column)
+    got = wanda.score(net, {"layers.0.weight": w}, batches, None, 0.5)
+    torch.testing.assert_close(got["layers.0.weight"], w.detach().abs() * norm)
+    assert norm[:, 0, 0].sum() < norm[:, 1, 1].sum()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_criterion_config_scores_the_tiny_net(path, tiny):
     net, params, batches, loss = tiny
-    root = OmegaConf.create({"seed": 0, "prune": {"sparsity": 0.5}, "criterion": OmegaConf.load(path)})
+    root = OmegaConf.create({"seed": 0, "prune": {"sparsity": 0.5, "scope": "row", "layers": []}, "criterion": OmegaConf.load(path)})
     OmegaConf.resolve(root)
     assert isinstance(root.criterion.data_free, bool)
     score = hydra.utils.instantiate(root.criterion.score)

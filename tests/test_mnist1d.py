@@ -98,14 +98,15 @@ def test_every_criterion_scores_a_cnn1d(make_cfg, criterion):
         assert scores[name].shape == p.shape and torch.isfinite(scores[name]).all() and not scores[name].requires_grad
 
 
-def test_wanda_conv1d_uses_input_channel_norm_over_samples_and_positions():
+def test_wanda_conv1d_norms_are_per_input_channel_and_kernel_tap_over_samples_and_positions():
     torch.manual_seed(0)
     net = CNN1d(input_shape=[2, 6], num_classes=3, channels=[4])
     w = net.layers[0].weight
     xs = [torch.randn(4, 2, 6) for _ in range(2)]
-    got = wanda.score(net, {"layers.0.weight": w}, [Batch(x, torch.zeros(4, dtype=torch.long), "A") for x in xs], None)
-    norm = torch.cat(xs).transpose(0, 1).reshape(2, -1).norm(dim=1)
-    torch.testing.assert_close(got["layers.0.weight"], w.detach().abs() * norm.reshape(1, 2, 1))
+    got = wanda.score(net, {"layers.0.weight": w}, [Batch(x, torch.zeros(4, dtype=torch.long), "A") for x in xs], None, 0.5)
+    padded = torch.nn.functional.pad(torch.cat(xs), (2, 2))  # kernel 5, padding 2: tap t reads positions t .. t+5
+    norm = torch.stack([padded[:, :, t : t + 6].square().sum((0, 2)) for t in range(5)], -1).sqrt()
+    torch.testing.assert_close(got["layers.0.weight"], w.detach().abs() * norm)
 
 
 def test_structured_removal_halves_cnn1d_and_the_rebuilt_net_loads_it():

@@ -8,14 +8,13 @@ import hydra
 import mlflow
 import pytest
 import torch
-import torch.nn.functional as F
 import torch_pruning as tp
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from crossprune.criteria import Batch
+from crossprune.criteria import Batch, Loss
 from crossprune.data import build_pair
 from crossprune.models import TorchvisionNet
 from crossprune.models.vision import shape_of
@@ -105,12 +104,12 @@ def test_every_criterion_scores_resnet18(build, path):
     net = build("resnet18", GREY).eval()
     params = prunable(net, PRUNE)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    root = OmegaConf.create({"seed": 0, "prune": {"sparsity": 0.5}, "criterion": OmegaConf.load(path)})
+    root = OmegaConf.create({"seed": 0, "prune": {"sparsity": 0.5, "scope": "row", "layers": []}, "criterion": OmegaConf.load(path)})
     OmegaConf.resolve(root)
     if "rounds" in root.criterion.score:
         root.criterion.score.rounds = 10  # synflow's 100 take seconds here; test_criteria checks the schedule
     score = hydra.utils.instantiate(root.criterion.score)
-    got = score(net, params, batches(GREY), lambda b: F.cross_entropy(net(b.x), b.y))
+    got = score(net, params, batches(GREY), Loss(net))
     assert got.keys() == params.keys() and len(got) == 20
     for name, p in params.items():  # every layer scored (on 1x1 maps only a 3x3 kernel's centre gets a gradient)
         assert got[name].shape == p.shape and torch.isfinite(got[name]).all() and not got[name].requires_grad

@@ -4,16 +4,17 @@
 import tempfile
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 
 from crossprune.data import Pair
 from crossprune.stages import prune, score, train_a, train_b
+from crossprune.stages.compute import machine, pin_threads
 from crossprune.stages.context import Context
 from crossprune.stages.datasets import log_datasets
 from crossprune.store import answer, connect, names, parent, tracking
 from crossprune.store.names import score_data
-from crossprune.store.tracking import Result
+from crossprune.store.locks import FAILURE_TAG
+from crossprune.store.tracking import Result, StageFailed
 
 
 def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[str] = ()) -> list[Result]:
@@ -23,10 +24,13 @@ def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[s
     job = answer.job_key(cfg)  # now: the files the run reads, not whatever is at those paths when it ends
     try:
         with tempfile.TemporaryDirectory(prefix="crossprune-") as workdir, tracking.tracked(names.parent_name(cfg, overrides),
-                                                                                       parent.tags(cfg, sweep, overrides)):
+                parent.tags(cfg, sweep, overrides), system_metrics=cfg.tracking.get("system_metrics", False)) as run:
             ctx = Context(cfg, pair, Path(workdir))
             try:
                 results = run_stages(ctx, parent.needed(cfg), job)
+            except StageFailed as e:  # what the data or weights did: the parent FAILED too, saying why
+                tracking.log_batch(run.info.run_id, {}, {FAILURE_TAG: str(e)})
+                raise
             finally:
                 ctx.release()  # a claim left by a stage that failed between looking up its key and tracking it
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (inside fit, Lightning turns it into SystemExit(1))
@@ -40,7 +44,8 @@ def run_stages(ctx: Context, stages: list[str], job: str | None = None) -> list[
     """Run (or reuse) `stages` in order under the open parent run, which then records what each stage gave and the
     `job` key that lets an identical job answer from the store."""
     cfg = ctx.cfg
-    parent.begin(cfg, {"crossprune.torch_threads": str(torch.get_num_threads())})  # timings depend on it
+    pin_threads(cfg.compute.threads)
+    parent.begin(cfg, {f"crossprune.{k}": v for k, v in machine().items()})
     log_datasets(ctx.pair)
     done = {"train_a": train_a.run(ctx)}
     if "teacher_b" in stages:

@@ -4,6 +4,7 @@ control, a trial mask, and the Lightning Trainer (they import torch, scikit-lear
 import warnings
 from functools import partial
 from inspect import signature
+from typing import Literal, get_args, get_origin
 
 import torch
 from hydra.errors import InstantiationException
@@ -12,11 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from crossprune.config.errors import ConfigError, first_line, one_line
+from crossprune.config.schema import n_of_m
 from crossprune.config.values import check_values, devices, require
 from crossprune.data import Pair, build_pair
 from crossprune.pruning import prunable, select
 from crossprune.pruning.collapse import check_collapse
 from crossprune.pruning.select import cap_count
+from crossprune.stages.tasks import task_of
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
@@ -45,7 +48,17 @@ def check_built(cfg: DictConfig) -> Pair:
     except Exception as e:  # a dataset that cannot be built is bad input, whatever raised
         raise ConfigError(f"pair {cfg.pair.name} cannot be built: {one_line(e.__cause__ or e)}") from e
     require(cfg.finetune_b.head == "reinit" or pair.shared_labels, f"finetune_b.head=keep needs A and B to share labels, and {pair.name} does not")
+    task = task_of(cfg)
+    for side in ("a", "b") if task.labelled else ():  # a listed class the data lacks: a head unit trained on nothing, accuracy out of k-1
+        data = pair[side.upper()]
+        seen = set(torch.as_tensor(data.train.y).unique().tolist())
+        absent = [c for i, c in enumerate(data.classes) if i not in seen]
+        require(not absent, f"pair.{side}.classes={list(data.classes)}: {data.name} has no training samples of class {absent}")
     net = fits(cfg, pair)
+    task.check(cfg, net)
+    length = pair.a.input_shape[0]
+    require(cfg.score.seqlen is None or (hasattr(net, "blocks") and cfg.score.seqlen <= length),
+            f"score.seqlen={cfg.score.seqlen} cuts a language model's calibration sequences, at most the data's {length} tokens")
     try:  # an optimizer that cannot be built (a misspelt class, a negative lr) fails when training starts
         optimizer = instantiate(cfg.train.optimizer)(net.parameters())
     except Exception as e:
@@ -69,17 +82,33 @@ def check_built(cfg: DictConfig) -> Pair:
     require(reachable, f"prune.max_layer_sparsity={cap} cannot reach prune.sparsity={p.sparsity} on this model")
     unknown = [n for n in p.layers if n not in params and f"{n}.weight" not in params]
     require(p.scope != "layers" or not unknown, f"prune.layers has {unknown}; prunable: {', '.join(params)}")
+    if p.pattern:
+        m = n_of_m(p.pattern)[1]
+        odd = [f"{n} ({w[0].numel()} per row)" for n, w in params.items() if w[0].numel() % m]
+        require(not odd, f"prune.pattern={p.pattern} cuts each row into groups of {m}: {odd[0] if odd else ''} is not a multiple of {m}")
     if p.scope != "global" and p.kind == "unstructured":  # counts fixed by layer sizes: a collapse shows now
-        check_collapse(select({n: torch.rand(w.shape) for n, w in params.items()}, p.sparsity, p.scope, list(p.layers)), p)
-    for key in ("criterion.score", "control.apply"):  # called only once there are scores and masks: check them now
+        trial = select({n: torch.rand(w.shape) for n, w in params.items()}, p.sparsity, p.scope, list(p.layers), None, p.pattern)
+        check_collapse(trial, p)
+    for key in ("criterion.score", "criterion.method", "control.apply"):  # called only once there are scores and masks: check them now
         try:
             built = instantiate(OmegaConf.select(cfg, key))
-            if isinstance(built, partial):  # its keywords must be arguments the function takes
+            if isinstance(built, partial):  # its keywords must be arguments the function takes, in their Literal's values
                 signature(built.func).bind_partial(*built.args, **built.keywords)
+                check_choices(built.func, built.keywords)
         except Exception as e:
             raise ConfigError(f"{key} of {key.partition('.')[0]} {cfg[key.partition('.')[0]].name} cannot be built: "
                               f"{instantiation_error(e)}") from e
     return pair
+
+
+def check_choices(func, keywords: dict) -> None:
+    """A keyword whose annotation is a Literal takes one of its values (e.g. taylor's criterion.variant)."""
+    params = signature(func).parameters
+    for key, value in keywords.items():
+        hint = params[key].annotation if key in params else None
+        allowed = get_args(hint) if get_origin(hint) is Literal else (value,)
+        if value not in allowed:
+            raise ValueError(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
 
 
 def instantiation_error(e: Exception) -> str:
@@ -118,10 +147,14 @@ def check_trainer_options(cfg: DictConfig) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pl.Trainer(**options, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+            trainer = pl.Trainer(**options, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     except Exception as e:
         set_ = " ".join(f"trainer.{k}={v}" for k, v in options.items() if k not in ("accelerator", "devices", "deterministic"))
         raise ConfigError(f"trainer options {set_ or ''} are refused by Lightning: {first_line(e)}".replace("  ", " ")) from e
+    # DDP runs the command again per process, and each would claim, log and track every stage: a hang on the claims.
+    require(trainer.world_size == 1, f"trainer.devices={cfg.trainer.devices} (num_nodes={trainer.num_nodes}) starts {trainer.world_size} "
+            "training processes, and crossprune's stages run in one: use trainer.devices=1, and run jobs side by side with "
+            "hydra/launcher=joblib")
 
 
 

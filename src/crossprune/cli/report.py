@@ -1,6 +1,7 @@
 """The `crossprune-report` command: a study's runs → verdicts, plots and a report, in files and in MLflow."""
 
 import math
+import re
 import sys
 from functools import partial
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from crossprune.config.errors import ConfigError, composing, stop_on_bad_input
+from crossprune.config.writable import check_store
 from crossprune.config.schema import (  # importing it registers the config's types
     unknown_key_message,
     unknown_keys,
@@ -40,14 +42,39 @@ def report(cfg: DictConfig):
         raise ConfigError(f"report.confidence must be a number in (0, 1), e.g. 0.95, got {r.confidence!r}")
     if not (isinstance(r.min_effect, float | int) and r.min_effect >= 0):
         raise ConfigError(f"report.min_effect must be a number >= 0, got {r.min_effect!r}")
-    out = write.writable(Path(cfg.report.out or f"reports/{study}"))
+    out = write.writable(Path(cfg.report.out or Path(cfg.paths.root) / "reports" / study))
+    check_store(cfg.tracking)  # a server that is down, a driver that is missing: one line, not minutes of retries
     store = runs.open_store(cfg.tracking)
+    from crossprune.store.locks import FAILURE_TAG, mark_dead_runs  # noqa: PLC0415 (mlflow)
+    from crossprune.store.tracking import say  # noqa: PLC0415
+
+    if dead := mark_dead_runs(store.client, [store.experiment_id]):  # a report or a pipeline killed with -9 stays RUNNING
+        say(f"marked {dead} run(s) of processes that died FAILED (tag {FAILURE_TAG} says why)")
     table = runs.read(store, study)
     judged = claims.judge(table, cfg.report.min_effect, cfg.report.confidence)
     figures = plots.draw(table, judged, partial(runs.history, store), cfg.report.confidence)
     paths = write.files(out, study, table, judged, figures, cfg.report.min_effect, cfg.report.confidence, store)
     run_id = write.log_run(store, paths, study, cfg.report.min_effect, cfg.report.confidence)
+    log_verdicts(store.client, run_id, judged.verdicts, table)
     return judged, out, run_id
+
+
+def log_verdicts(client, run_id: str, verdicts, table) -> None:
+    """On the report run: each verdict's effect, CI and n as metrics (`capacity.mnist1d_shift/effect`: chartable
+    across report runs), the verdict as a tag, the source commit, and the ids of the parent runs it read."""
+    from crossprune.store.provenance import code_state  # noqa: PLC0415
+    from crossprune.store.tracking import log_batch  # noqa: PLC0415
+
+    metrics, tags = {}, {}
+    for v in verdicts.itertuples():
+        name = re.sub(r"[^\w.\- /]", "_", f"{v.claim}.{v.pair}")  # MLflow keys: no `:` (mitigation:distill)
+        metrics |= {f"{name}/{k}": float(getattr(v, k)) for k in ("effect", "ci_low", "ci_high", "n") if not math.isnan(getattr(v, k))}
+        tags[f"crossprune.verdict.{name}"] = v.verdict
+    commit, dirty = code_state()
+    read = sorted(set(table["parent_id"]))
+    tags |= {"mlflow.source.git.commit": commit, "crossprune.git_dirty": dirty, "crossprune.runs_read": " ".join(read)[:8000],
+             "crossprune.runs_read_count": str(len(read))}
+    log_batch(run_id, metrics, tags)
 
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
@@ -58,7 +85,7 @@ def app(cfg: DictConfig) -> None:
         colour = COLOURS[r.verdict]
         effect = f"{signed(r.effect)} [{signed(r.ci_low)}, {signed(r.ci_high)}]"
         table.add_row(r.claim, r.pair, effect, str(r.n), f"[{colour}]{r.verdict}[/]")
-    console = Console(width=max(Console().width, 110))
+    console = Console() if Console().is_terminal else Console(width=max(Console().width, 110))  # a terminal's own width
     console.print(table)
     console.print(f"Report: {out.resolve() / 'report.md'} (and report.html); MLflow run {run_id}")
 

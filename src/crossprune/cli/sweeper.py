@@ -1,10 +1,12 @@
-"""Studies as sweeps: the jobs of a union of grids, and the one table printed when a sweep ends."""
+"""Studies as sweeps: the jobs of a union of grids, a line as each job starts, and the one table printed when a
+sweep ends."""
 
 import time
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import crossprune.config.schema  # noqa: F401  the config's types in the ConfigStore: Hydra imports this module (through the
@@ -48,14 +50,28 @@ def jobs_of(config: DictConfig, arguments: list[str], parser: OverridesParser | 
 
 
 class SweepTable(Callback):
-    """At the end of a multirun, one table of its points (the values that vary as columns) instead of one per job."""
+    """What a multirun prints: a line with k/N and an ETA as each job starts (crossprune.cli.progress), and at the
+    end one table of its points (the values that vary as columns) instead of one per job."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from crossprune.cli import progress  # noqa: PLC0415
+
         self.started_ms = int(time.time() * 1000)
+        progress.quiet_job_lines()
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        from crossprune.cli import progress  # noqa: PLC0415
+
+        if config.hydra.mode == RunMode.MULTIRUN:
+            progress.job_started(config)
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        from crossprune.cli import progress  # noqa: PLC0415
+
+        if config.hydra.mode == RunMode.MULTIRUN:
+            progress.drop_empty_job_folder(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from crossprune.cli.table import (
-            print_sweep,  # mlflow and rich only once a sweep has run
-        )
+        from crossprune.cli.table import print_sweep  # mlflow and rich only once a sweep has run
 
         print_sweep(config, config.hydra.sweep.dir, self.started_ms)

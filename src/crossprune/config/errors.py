@@ -2,17 +2,13 @@
 torch, no mlflow)."""
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hydra.errors import MissingConfigException, OverrideParseException
-from omegaconf.errors import (
-    ConfigAttributeError,
-    ConfigKeyError,
-    OmegaConfBaseException,
-    ValidationError,
-)
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -23,8 +19,23 @@ EXPECTED = {"to Integer": "an integer", "to Float": "a number", "not a valid boo
             "ListConfig, list or tuple": "a list"}
 
 
+# `scheme://user:password@host` (up to the last @ before the path) and `?password=…`-like query values.
+USERINFO = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<user>[^:/@\s]*):[^\s/]*@")
+SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:password|passwd|pwd|secret|token|access_token|api_key|apikey)=)[^&;\s]*", re.I)
+
+
 class ConfigError(ValueError):
     """A config that cannot run; its message is the one line the user sees."""
+
+
+class StoreError(ConfigError):
+    """The MLflow store failed while a run used it (a server gone, a disk full): one line naming the store and why."""
+
+
+def redact(text: str) -> str:
+    """`text` with any password a URI carries replaced by ***: a credential never reaches the terminal, a log, a tag
+    or a param."""
+    return SECRET_QUERY.sub(r"\g<key>***", USERINFO.sub(r"\g<scheme>\g<user>:***@", str(text)))
 
 
 def first_line(e: Exception) -> str:
@@ -43,7 +54,7 @@ def stop_on_bad_input(prog: str, check, *args):
     except ConfigError as e:  # escaped: a [..] in a message is text, not rich markup
         if os.environ.get("HYDRA_FULL_ERROR") == "1":  # as Hydra does: the whole traceback, for debugging
             raise
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]{prog}:[/] {escape(str(e))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]{prog}:[/] {escape(redact(e))}", highlight=False)
         sys.exit(2)
 
 

@@ -12,6 +12,14 @@ from omegaconf import MISSING, DictConfig
 STAGES = ("train_a", "teacher_b", "score", "prune", "finetune_b", "scratch_b_dense", "scratch_b_sparse")
 ORDERS = ("prune_then_finetune", "finetune_then_prune")
 SCOPES = ("global", "layerwise", "row", "layers")  # prune.scope's values (here: checked before torch is imported)
+
+
+def n_of_m(pattern) -> tuple[int, int]:
+    """N and M of prune.pattern N:M, e.g. 2:4 (N pruned of every M consecutive weights of a row)."""
+    n, _, m = str(pattern).partition(":")
+    if not (n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
+        raise ValueError(f"prune.pattern must be N:M with 0 < N < M, e.g. 2:4 or 4:8, got {pattern!r}")
+    return int(n), int(m)
 Open = Any  # a node whose keys differ from file to file (the arguments of a _target_): pair, model, criterion, control
 
 
@@ -33,6 +41,9 @@ class Score:
     mix: float = MISSING
     batches: int = MISSING
     batch_size: int = MISSING
+    seed: int = MISSING  # the score batches' draw, apart from A's training (default ${seed})
+    nsamples: int | None = None  # calibration rows (sequences); null = batches × batch_size
+    seqlen: int | None = None  # tokens per calibration sequence (language models); null = the data's length
 
 
 @dataclass
@@ -46,6 +57,17 @@ class FinetuneB:
     epochs: int = MISSING
     head: str = MISSING
     distill: Distill = field(default_factory=Distill)
+
+
+@dataclass
+class ScratchB:
+    epochs: int = MISSING  # Scratch-E: epochs on B (default finetune_b.epochs)
+    budget: str = MISSING  # E: scratch_b.epochs epochs; B: as many steps as train_a and finetune_b took together
+
+
+@dataclass
+class Compute:
+    threads: int | None = MISSING  # torch's intra-op threads (and BLAS's) per job; null = the library defaults
 
 
 @dataclass
@@ -102,6 +124,13 @@ class Tracking:
     experiment: str = MISSING
     artifacts: str | None = None  # null: beside a local sqlite database, <its folder>/artifacts
     figures: bool = True  # training curves, score histograms, per-layer sparsity as images on each stage run
+    system_metrics: bool = False  # MLflow's CPU/memory (GPU with pynvml) samples on every run
+    log_models: list[str] = field(default_factory=lambda: ["finetune_b"])  # stages whose network is an MLflow logged model
+
+
+@dataclass
+class Paths:
+    root: str = MISSING  # the store, sweep folders and reports all go under it
 
 
 @dataclass
@@ -130,6 +159,7 @@ class Prune:
     rounds: int = MISSING
     round_epochs: int = MISSING
     round_data: str = MISSING
+    pattern: str | None = None  # N:M (e.g. 2:4): N of every M consecutive weights of a row
 
 
 @dataclass
@@ -148,9 +178,12 @@ class Config:
     train_a: TrainA = field(default_factory=TrainA)
     score: Score = field(default_factory=Score)
     finetune_b: FinetuneB = field(default_factory=FinetuneB)
+    scratch_b: ScratchB = field(default_factory=ScratchB)
+    compute: Compute = field(default_factory=Compute)
     eval: Eval = field(default_factory=Eval)
     trainer: Trainer = field(default_factory=Trainer)
     tracking: Tracking = field(default_factory=Tracking)
+    paths: Paths = field(default_factory=Paths)
     study: Study = field(default_factory=Study)
     report: Report = field(default_factory=Report)
     summary: str | None = MISSING

@@ -3,6 +3,7 @@
 Nothing here creates anything: MLflow would otherwise find an unusable store only after minutes of retries."""
 
 import os
+import socket
 import tempfile
 import urllib.error
 import urllib.request
@@ -13,22 +14,30 @@ from urllib.parse import urlparse
 
 from crossprune.config.errors import ConfigError
 
-# Stores MLflow reaches through SQLAlchemy or its own clients: accepted as given (no cheap check that creates nothing).
-OTHER_SCHEMES = ("postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
+# Stores MLflow reaches through SQLAlchemy (their port when the URI gives none) or Databricks' own client.
+DATABASES = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+OTHER_SCHEMES = (*DATABASES, "databricks", "databricks-uc", "uc")
 BARE = ("databricks", "databricks-uc")  # whole URIs that name a store without ://
 TIMEOUT_S = 5  # one HTTP request: a server that does not answer within it is bad input
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every sqlite database (an empty file becomes one)
 
 
 def check_store(tracking) -> None:
-    """Raise ConfigError naming tracking.uri unless MLflow can keep runs there."""
+    """Raise ConfigError naming tracking.uri unless MLflow can keep runs there (and tracking.artifacts, when set to
+    a local folder, can be written)."""
     uri = str(tracking.uri)
     scheme = urlparse(uri).scheme.split("+")[0]  # postgresql+psycopg2:// names a driver
+    artifacts = tracking.get("artifacts")
+    if artifacts and urlparse(str(artifacts)).scheme in ("", "file") and (problem := unwritable(Path(urlparse(str(artifacts)).path))):
+        raise ConfigError(f"tracking.artifacts={artifacts} cannot be written: {problem}")
     if scheme == "sqlite":
         check_sqlite(uri)
     elif scheme in ("http", "https"):
         check_server(uri)
-    elif uri in BARE:
-        return
+    elif scheme in DATABASES:
+        check_database(uri, scheme)
+    elif uri in BARE or scheme in ("databricks", "databricks-uc", "uc"):
+        check_databricks(uri)
     elif scheme in ("", "file"):
         path = urlparse(uri).path if scheme else uri
         if not path:
@@ -52,6 +61,8 @@ def check_sqlite(uri: str) -> None:
         raise ConfigError(f"tracking.uri={uri}: {db} is not a file")
     if os.path.exists(db) and not os.access(db, os.R_OK | os.W_OK):
         raise ConfigError(f"tracking.uri={uri}: {db} is not writable")
+    if os.path.exists(db) and os.path.getsize(db) and not is_sqlite(db):
+        raise ConfigError(f"tracking.uri={uri}: {db} is not an sqlite database: name a new file or an MLflow store")
     problem = unwritable(db.parent)
     if problem:
         raise ConfigError(f"tracking.uri={uri}: {problem}")
@@ -68,6 +79,44 @@ def check_server(uri: str) -> None:
     except (OSError, ValueError) as e:  # refused, unreachable, timed out, a malformed address
         reason = getattr(e, "reason", None) or e
         raise ConfigError(f"tracking.uri={uri} does not answer: {reason} (waited up to {TIMEOUT_S} s)") from e
+
+
+def is_sqlite(db: Path) -> bool:
+    try:
+        with open(db, "rb") as f:
+            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def check_database(uri: str, scheme: str) -> None:
+    """A database server answers on its port within TIMEOUT_S, and SQLAlchemy's driver for it is installed."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 (only for these stores)
+
+    try:
+        url = make_url(uri)
+    except Exception as e:  # sqlalchemy.exc.ArgumentError: not a URL it can read
+        raise ConfigError(f"tracking.uri={uri} is not a database URL: {e}") from e
+    if url.host and not url.host.startswith("/"):  # no host: a local socket, which SQLAlchemy finds itself
+        try:
+            socket.create_connection((url.host, url.port or DATABASES[scheme]), timeout=TIMEOUT_S).close()
+        except OSError as e:
+            raise ConfigError(f"tracking.uri={uri} does not answer: {e.strerror or e} (waited up to {TIMEOUT_S} s)") from e
+    try:
+        url.get_dialect().import_dbapi()
+    except ImportError as e:
+        raise ConfigError(f"tracking.uri={uri}: the {url.drivername} driver is not installed ({e}): pip install it, or name "
+                          f"an installed one, e.g. {scheme}+<driver>://") from e
+
+
+def check_databricks(uri: str) -> None:
+    """A Databricks store needs a workspace to talk to: its host in the environment or a profile in the config file."""
+    profile = urlparse(uri).netloc or os.environ.get("DATABRICKS_CONFIG_PROFILE", "DEFAULT")
+    config = Path(os.environ.get("DATABRICKS_CONFIG_FILE", Path.home() / ".databrickscfg"))
+    found = os.environ.get("DATABRICKS_HOST") or (config.is_file() and f"[{profile}]" in config.read_text(errors="replace"))
+    if not found:
+        raise ConfigError(f"tracking.uri={uri} needs a Databricks workspace: set DATABRICKS_HOST and DATABRICKS_TOKEN, or "
+                          f"add profile [{profile}] to {config} (databricks configure)")
 
 
 def unwritable(folder: Path) -> str | None:
@@ -91,6 +140,17 @@ def check_output(key: str, value: str | None, folder: bool = False) -> None:
     path = Path(value)
     if os.path.exists(path) and path.is_dir() != folder:
         raise ConfigError(f"{key}={value} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}")
+    if os.path.exists(path) and not folder and not path.is_file():  # /dev/full takes no data; a pipe would block
+        raise ConfigError(f"{key}={value} is a device or a pipe, not a file: name a file, e.g. {key}=summary.json")
     problem = unwritable(path if folder else path.parent)
     if problem:
         raise ConfigError(f"{key}={value} cannot be written: {problem}")
+
+
+def check_hydra_dirs(hydra, multirun: bool) -> None:
+    """Hydra's output folder for this command (hydra.run.dir, or hydra.sweep.dir for a multirun), which Hydra creates
+    before the app starts."""
+    key = "sweep" if multirun else "run"
+    value = str(hydra[key].dir)
+    if problem := unwritable(Path(value)):
+        raise ConfigError(f"hydra.{key}.dir={value} cannot be written: {problem}")

@@ -1,28 +1,76 @@
-"""Wanda |w| · ‖x_in‖₂: weight magnitude times the norm of its input feature over the score batches."""
+"""Wanda (Sun et al. 2024): |w|·‖x_j‖₂, each weight's magnitude times the norm of the input feature it multiplies,
+over the score batches; biases score |b|.
+
+As locuslab/wanda's lib/prune.py, by default (`sequential`) the layers are calibrated in the order the forward pass
+reaches them, each on inputs through the earlier layers already pruned: to `sparsity` within `scope` (prune.*), by
+the selector the prune stage then applies to these scores, so its mask is the one calibrated here. The paper
+compares weights within each output row (prune.scope=row). sequential=false scores every layer on the dense net in
+one pass. A conv is read as Wanda reads a Linear, through its im2col matrix: one input feature per input channel
+and kernel tap.
+"""
+
+import copy
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from crossprune.pruning.select import select
+
+LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
-def score(net, params, batches, loss):
-    owners = {name.rpartition(".")[0] for name in params}
-    sq: dict[str, torch.Tensor] = {}
+def score(net, params, batches, loss, sparsity: float, scope: str = "row", layers: list[str] = (), sequential: bool = True):
+    owners = forward_order(net, {name.rpartition(".")[0] for name in params}, batches[0].x)
+    if not sequential:
+        return weigh(net, params, input_norms(net, owners, batches))
+    if scope == "global":  # no global threshold exists until every layer is scored
+        raise ValueError("sequential wanda prunes layer by layer: use scope row, layerwise or layers, or sequential=false")
+    work, scores = copy.deepcopy(net), {}  # pruned layer by layer; the caller's net stays whole
+    for owner in owners:
+        mine = {n: p for n, p in dict(work.named_parameters()).items() if n in params and n.rpartition(".")[0] == owner}
+        got = weigh(work, mine, input_norms(work, [owner], batches))
+        scores |= got
+        # On the CPU, as the prune stage selects: ties break the same way there.
+        mask = select({n: s.cpu() for n, s in got.items()}, sparsity, scope, list(layers))
+        with torch.no_grad():
+            for n, p in mine.items():
+                p.mul_(mask[n].to(p.device))
+    return scores
+
+
+def forward_order(net: nn.Module, owners: set[str], x: Tensor) -> list[str]:
+    """`owners` in the order one forward pass reaches them."""
+    seen: list[str] = []
+
+    def reached(owner):
+        return lambda module, inputs: None if owner in seen else seen.append(owner)
+
+    hooks = [net.get_submodule(o).register_forward_pre_hook(reached(o)) for o in owners]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    missed = owners - set(seen)
+    if missed:
+        raise ValueError(f"wanda: the forward pass never reaches {', '.join(sorted(missed))}")
+    return seen
+
+
+def input_norms(net: nn.Module, owners: list[str], batches) -> dict[str, Tensor]:
+    """Per owner, the squared norm of each input feature over the batches: (in,) for a Linear, (C_in, *kernel) for
+    a conv, one per column of its im2col matrix."""
+    sq: dict[str, Tensor] = {}
 
     def hook(owner):
-        def record(module, inputs, output):
-            x = inputs[0].detach()
-            if isinstance(module, nn.Conv1d | nn.Conv2d):
-                # Channel-level analogue of Wanda's per-feature norm: over samples and all positions.
-                s = x.square().sum(dim=(0, *range(2, x.dim())))
-            elif isinstance(module, nn.Linear):
-                s = x.square().reshape(-1, x.shape[-1]).sum(0)
-            else:
-                raise TypeError(f"wanda cannot score {type(module).__name__} {owner!r}")
-            sq[owner] = sq.get(owner, 0) + s
-
+        def record(module, inputs):
+            s = columns(module, inputs[0].detach())
+            sq[owner] = sq[owner] + s if owner in sq else s
         return record
 
-    handles = [net.get_submodule(o).register_forward_hook(hook(o)) for o in owners]
+    handles = [net.get_submodule(o).register_forward_pre_hook(hook(o)) for o in owners]
     try:
         with torch.no_grad():
             for batch in batches:
@@ -30,13 +78,33 @@ def score(net, params, batches, loss):
     finally:
         for h in handles:
             h.remove()
+    return sq
+
+
+def columns(module: nn.Module, x: Tensor) -> Tensor:
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, x.shape[-1]).square().sum(0)
+    if not isinstance(module, nn.Conv1d | nn.Conv2d):
+        raise TypeError(f"wanda cannot score {type(module).__name__}")
+    # The padding the conv itself applies (any padding_mode, 'same' too), then im2col; Conv1d as a 1×k Conv2d.
+    mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+    x = F.pad(x, module._reversed_padding_repeated_twice, mode=mode)
+    one_d = isinstance(module, nn.Conv1d)
+    as_2d = lambda t: (1, *t) if one_d else t  # noqa: E731
+    cols = F.unfold(x.unsqueeze(2) if one_d else x, as_2d(module.kernel_size), dilation=as_2d(module.dilation),
+                    stride=as_2d(module.stride))
+    return cols.square().sum((0, 2)).reshape(module.in_channels, *module.kernel_size)
+
+
+def weigh(net: nn.Module, params: dict[str, nn.Parameter], sq: dict[str, Tensor]) -> dict[str, Tensor]:
     out = {}
     for name, p in params.items():
         owner, _, kind = name.rpartition(".")
         w = p.detach().abs()
         if kind == "bias":
             out[name] = w
-        else:
-            norm = sq[owner].sqrt()
-            out[name] = w * norm.reshape(1, -1, *[1] * (w.dim() - 2))  # input channels on dim 1, kernel dims after
+            continue
+        groups = getattr(net.get_submodule(owner), "groups", 1)  # a grouped conv's row sees its group's channels
+        norm = sq[owner].sqrt().reshape(groups, 1, -1, *w.shape[2:])
+        out[name] = w * norm.expand(groups, len(w) // groups, *norm.shape[2:]).reshape(w.shape)
     return out

@@ -48,6 +48,7 @@ class Dataset:
     train: Split  # or a Stream: anything with len, y, sample_shape, batches, take and update_digest
     val: Split
     test: Split
+    files: tuple = ()  # (path, sha256) of each file the data was read from, for the run's Datasets panel
 
     @property
     def input_shape(self) -> list[int]:

@@ -11,9 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import train_test_split
-from torchvision.transforms import (
-    v2,  # importable on CPU-only torch: crossprune/__init__ installs the hook
-)
+from torchvision.transforms import v2  # importable on CPU-only torch: crossprune/__init__ installs the hook
 
 from crossprune.data.dataset import Dataset
 from crossprune.data.npz import from_arrays, label_names, select_classes

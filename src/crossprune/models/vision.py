@@ -11,9 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
-from torchvision.models import (
-    get_model,  # importable on CPU-only torch: crossprune/__init__ installs the hook
-)
+from torchvision.models import get_model  # importable on CPU-only torch: crossprune/__init__ installs the hook
 
 from crossprune.config.errors import one_line
 

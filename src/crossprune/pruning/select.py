@@ -3,6 +3,7 @@
 import torch
 from torch import Tensor
 
+from crossprune.config.schema import n_of_m
 from crossprune.pruning.mask import Mask
 
 
@@ -20,7 +21,13 @@ def select(
     scope: str = "global",
     layers: list[str] | None = None,
     max_layer_sparsity: float | None = None,
+    pattern: str | None = None,
 ) -> Mask:
+    """The mask that prunes `sparsity` of the scored weights within `scope`; with an N:M `pattern`, N of every M
+    (the scope and sparsity are then N/M in every row)."""
+    if pattern:
+        n, m = n_of_m(pattern)
+        return Mask({name: _groups(s, n, m) for name, s in scores.items()})
     if scope == "global":
         return _global(scores, sparsity, max_layer_sparsity)
     if scope == "layerwise":
@@ -32,6 +39,15 @@ def select(
         picked = lambda n: n in chosen or n.rpartition(".")[0] in chosen  # noqa: E731  a param or its module
         return Mask({n: lowest(s, round(sparsity * s.numel())) if picked(n) else torch.ones_like(s) for n, s in scores.items()})
     raise ValueError(f"unknown scope {scope!r}")
+
+
+def _groups(s: Tensor, n: int, m: int) -> Tensor:
+    """Each row's consecutive groups of `m` weights (its inputs, kernel taps after a conv's channels) lose their
+    `n` lowest-scored: the N:M sparsity sparse tensor cores run (as locuslab/wanda's prune_n:prune_m)."""
+    groups = s.reshape(len(s), -1, m)
+    keep = torch.ones_like(groups, dtype=torch.float32)
+    keep.scatter_(2, groups.topk(n, dim=2, largest=False).indices, 0.0)
+    return keep.reshape(s.shape)
 
 
 def cap_count(cap: float, n: int) -> int:

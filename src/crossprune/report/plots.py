@@ -21,42 +21,100 @@ WHOLE = {"prune.scope": unlike("layers")}
 ANY_SCORING = {"score.data": anything, "control.name": anything, **WHOLE}
 
 
-def band(ax, data: pd.DataFrame, x: str, y: str, label: str, confidence: float, **style) -> None:
-    """Mean over seeds ± its t-interval at each x (seeds first averaged over everything else)."""
+BOUNDS = (0.0, 1.0)  # accuracies, IoU and CKA: an interval past these says only that n is small
+CLIPPED = "intervals clipped to the feasible [0, 1]"
+DENSE_AS = {"A/fixed_head_acc": "A/acc"}  # train_a logs no fixed-head accuracy on A: there it is A's own head
+
+
+def colour(colours: dict, label: str) -> str:
+    """One colour per line label across a figure's panels, so the figure's one legend names every line."""
+    return colours.setdefault(label, f"C{len(colours) % 10}")
+
+
+def seed_interval(values: pd.Series, confidence: float) -> tuple[float, float, float]:
+    """Mean and t-interval over seeds, clipped to BOUNDS; one seed: the mean alone."""
+    mean, low, high, _ = stats.t_interval(values, confidence)
+    low, high = (mean, mean) if np.isnan(low) else (low, high)
+    return mean, float(np.clip(low, *BOUNDS)), float(np.clip(high, *BOUNDS))
+
+
+def band(ax, data: pd.DataFrame, x: str, y: str, label: str, confidence: float, colours: dict, **style) -> None:
+    """Mean over seeds ± its t-interval (clipped to [0, 1]) at each x, seeds first averaged over everything else.
+    Callers draw a band only where x takes two values or more (a single x is a `dots` panel)."""
     per_seed = data.dropna(subset=[y]).groupby([x, "seed"])[y].mean().reset_index()
     if per_seed.empty:
         return
-    rows = [(at, *stats.t_interval(g[y], confidence)[:3]) for at, g in per_seed.groupby(x)]
+    rows = [(at, *seed_interval(g[y], confidence)) for at, g in per_seed.groupby(x)]
     at, mean, low, high = map(np.asarray, zip(*rows))
-    low, high = np.where(np.isnan(low), mean, low), np.where(np.isnan(high), mean, high)  # one seed: no interval
-    line = ax.plot(at, mean, marker="o", label=label, **style)[0]
-    if len(at) == 1:  # a band needs two x values: show the interval as an error bar
-        ax.errorbar(at, mean, yerr=[mean - low, high - mean], color=line.get_color(), capsize=4)
-    else:
-        ax.fill_between(at, low, high, alpha=0.2, color=line.get_color())
+    line = ax.plot(at, mean, marker="o", label=label, **({"color": colour(colours, label)} | style))[0]
+    ax.fill_between(at, low, high, alpha=0.2, color=line.get_color())
 
 
-def grid(n: int, title: str, width: float = 4.5) -> tuple[Figure, list]:
-    """A row of n panels under a title wrapped to the figure's width."""
+def dots(ax, groups: list[tuple[str, pd.DataFrame, str]], confidence: float, colours: dict, at: str) -> None:
+    """One point ± its interval per (label, rows, metric) at its own tick: the form for a sweep of one value."""
+    ticks = []
+    for label, rows, y in groups:
+        per_seed = rows.dropna(subset=[y]).groupby("seed")[y].mean()
+        if per_seed.empty:
+            continue
+        mean, low, high = seed_interval(per_seed, confidence)
+        i = len(ticks)
+        ax.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt="o", capsize=4, color=colour(colours, label))
+        ticks.append(label)
+    ax.set_xticks(range(len(ticks)), [textwrap.fill(t, 16) for t in ticks], fontsize="small")
+    ax.set_xlim(-0.6, len(ticks) - 0.4)
+    ax.set_xlabel(at)
+
+
+def references(ax, dense: float, chance: float) -> None:
+    """The dense network's value and chance as horizontal lines, where known."""
+    if pd.notna(dense):
+        ax.axhline(dense, color="black", linestyle="--", linewidth=1, label="dense train_a (mean over seeds)")
+    if pd.notna(chance):
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1.5, label="chance")
+
+
+def severities(rows: pd.DataFrame) -> list[float]:
+    """A shift pair's severities, each its own panel row (0, where B = A, is never pooled); [NaN] for other pairs."""
+    if "pair.severity" not in rows or rows["pair.severity"].isna().all():
+        return [np.nan]
+    return sorted(rows["pair.severity"].dropna().unique())
+
+
+def at_severity(rows: pd.DataFrame, severity: float) -> pd.DataFrame:
+    return rows if pd.isna(severity) else rows[rows["pair.severity"] == severity]
+
+
+def severity_name(severity: float) -> str:
+    return "" if pd.isna(severity) else f"severity {severity:g}" + (" (B = A)" if severity == 0 else "")
+
+
+def grid(n: int, title: str, width: float = 4.5, rows: int = 1) -> tuple[Figure, list[list]]:
+    """rows × n panels under a title wrapped to the figure's width."""
     size = max(width * n, 7.0)
-    fig = Figure(figsize=(size, 4.2), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, n)).tolist()
+    fig = Figure(figsize=(size, 4.2 * rows), layout="constrained")
+    axes = np.array(fig.subplots(rows, n, squeeze=False)).tolist()
     fig.suptitle(textwrap.fill(title, int(size * 11)), fontsize="medium")
     return fig, axes
 
 
 def legend(axes: list, each: bool = False) -> None:
-    """The panels' shared lines in one legend beside the figure (off the data), or one legend per panel."""
-    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    """Every labelled line of the panels in one legend beside the figure (off the data), or one legend per panel."""
     if each:
-        for ax in labelled:
-            ax.legend(fontsize="small")
-    elif labelled:
-        labelled[0].figure.legend(*labelled[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+        for ax in axes:
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="small")
+        return
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        axes[0].figure.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small")
 
 
 def unit_scale(ax) -> None:
-    """Accuracies, IoU and CKA live in [0, 1]: an interval past that says only that n is small."""
+    """Accuracies, IoU and CKA live in [0, 1]."""
     low, high = ax.get_ylim()
     ax.set_ylim(max(low, -0.02), min(high, 1.02))
 
@@ -65,43 +123,68 @@ def scored(criterion: str, data: str) -> str:
     return f"{criterion} · " + ("data-free" if data == "none" else f"scored on {data}")
 
 
+def dense(table: pd.DataFrame, rows: pd.DataFrame, metric: str) -> float:
+    """`metric` of the dense train_a network in `rows`' own parents, averaged (A's fixed head on the dense network is
+    A's own head: its A/acc)."""
+    values = reference(table, rows, "train_a", metric)
+    if values.isna().all() and metric in DENSE_AS:
+        values = reference(table, rows, "train_a", DENSE_AS[metric])
+    return values.mean() if values.notna().any() else np.nan
+
+
 def sparsity(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
-    """Accuracy and fixed-head accuracy right after pruning, on A and on B, per criterion, score data and control."""
+    """Accuracy and fixed-head accuracy right after pruning, on A and on B, per criterion, score data and control,
+    beside the dense network and chance; one row of panels per severity; one sparsity: a point per line."""
     out = {}
     for pair, rows in select(table, Arm("prune", ANY_SCORING)).groupby("pair.name"):
         panels = [m for m in ("A/acc", "A/fixed_head_acc", "B/acc", "B/fixed_head_acc") if rows.get(m, pd.Series()).notna().any()]
         if not panels:
             continue
-        fig, axes = grid(len(panels), f"{pair}: after pruning, before fine-tuning (mean ± {confidence:.0%} CI over seeds)")
-        for ax, metric in zip(axes, panels):
-            lines = rows if "pair.severity" in rows else rows.assign(**{"pair.severity": np.nan})  # a pair may have none
-            for (criterion, data, control, severity), g in lines.groupby(
-                    ["criterion.name", "score_data", "control.name", "pair.severity"], dropna=False):
-                label = scored(criterion, data) + ("" if control == "none" else f" · {control}")
-                label += "" if pd.isna(severity) else f" · severity {severity:g}"
-                band(ax, g, "prune.sparsity", metric, label, confidence, linestyle="-" if control == "none" else "--")
-            ax.set(title=metric, xlabel=SPARSITY, ylabel=ACC)
-            unit_scale(ax)
-        legend(axes)
+        levels, swept = severities(rows), sorted(rows["prune.sparsity"].unique())
+        fig, axes = grid(len(panels), f"{pair}: after pruning, before fine-tuning (mean ± {confidence:.0%} CI over seeds, "
+                         f"{CLIPPED}; dashed: the dense train_a network, dotted: chance)", rows=len(levels))
+        colours = {}
+        for row_axes, severity in zip(axes, levels):
+            at = at_severity(rows, severity)
+            lines = [(scored(criterion, data) + ("" if control == "none" else f" · {control}"), g, control) for
+                     (criterion, data, control), g in at.groupby(["criterion.name", "score_data", "control.name"])]
+            for ax, metric in zip(row_axes, panels):
+                if len(swept) > 1:
+                    for label, g, control in lines:
+                        band(ax, g, "prune.sparsity", metric, label, confidence, colours,
+                             linestyle="-" if control == "none" else "--")
+                    ax.set_xlabel(SPARSITY)
+                else:
+                    dots(ax, [(label, g, metric) for label, g, _ in lines], confidence, colours,
+                         f"at sparsity {swept[0]:g}, the only one run")
+                references(ax, dense(table, at, metric), at[f"chance_{metric[0]}"].mean())
+                ax.set(title=", ".join(filter(None, (metric, severity_name(severity)))), ylabel=ACC)
+                unit_scale(ax)
+        legend([ax for row in axes for ax in row])
         out[f"sparsity_{pair}"] = fig
     return out
 
 
 def capacity_vs_mmd(judged: Judged, confidence: float) -> dict[str, Figure]:
-    """The capacity effect (B-scored minus A-scored fixed-head B accuracy) against A–B dissimilarity."""
+    """The capacity effect (B-scored minus A-scored fixed-head B accuracy) against A–B dissimilarity, one point per
+    severity (severity 0, where B = A and the effect is 0 by construction, hollow); pairs with one severity: none."""
     units = judged.units[judged.units["claim"] == "capacity_shift"]
+    units = units.groupby("pair").filter(lambda g: g["pair.severity"].nunique() > 1) if not units.empty else units
     if units.empty:
         return {}
-    fig, [ax] = grid(1, "", width=6)
-    titles = []
+    fig, [[ax]] = grid(1, "", width=6)
+    titles, colours = [], {}
     for pair, g in units.groupby("pair"):
         g = g.groupby("pair.severity", as_index=False)[["against", "effect"]].mean()  # over seeds
-        g = g.rename(columns={"against": "dissimilarity/mmd"})
-        ax.plot(g["dissimilarity/mmd"], g["effect"], marker="o", label=pair)
+        line = ax.plot(g["against"], g["effect"], marker="o", label=pair, color=colour(colours, pair))[0]
+        zero = g[g["pair.severity"] == 0]
+        ax.plot(zero["against"], zero["effect"], marker="o", linestyle="none", markersize=10, markerfacecolor="white",
+                color=line.get_color(), label="severity 0 (B = A)" if not zero.empty else None)
         for _, u in g.iterrows():
-            ax.annotate(f"severity {u['pair.severity']:g}", (u["dissimilarity/mmd"], u["effect"]), fontsize="x-small")
-        row = judged.verdicts[(judged.verdicts["claim"] == "capacity_shift") & (judged.verdicts["pair"] == pair)].iloc[0]
-        titles.append(f"{pair}: Spearman ρ = {row.effect:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]")
+            ax.annotate(severity_name(u["pair.severity"]), (u["against"], u["effect"]), fontsize="x-small",
+                        xytext=(4, 4), textcoords="offset points")
+        verdicts = judged.verdicts[(judged.verdicts["claim"] == "capacity_shift") & (judged.verdicts["pair"] == pair)]
+        titles += [f"{pair}: Spearman ρ = {r.effect:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in verdicts.head(1).itertuples()]
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xlabel="train_a dissimilarity/mmd (MMD² of dense features, RBF kernel)",
            ylabel="capacity effect: B/fixed_head_acc, B-scored − A-scored")
@@ -153,7 +236,8 @@ def heat(ax, table: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metric: s
 
 
 def curves(table: pd.DataFrame, fetch: Callable, confidence: float) -> dict[str, Figure]:
-    """B validation accuracy over epochs: fine-tuning the pruned A weights against both scratch baselines."""
+    """B validation accuracy over epochs: fine-tuning the pruned A weights against both scratch baselines (the
+    dense one in black), beside chance; a panel per sparsity (and severity); one epoch: no curve to draw."""
     out = {}
     rows = pd.concat([select(table, Arm(s, WHOLE)) for s in ("finetune_b", "scratch_b_dense", "scratch_b_sparse")])
     rows = rows.dropna(subset=["run_id"])
@@ -162,58 +246,92 @@ def curves(table: pd.DataFrame, fetch: Callable, confidence: float) -> dict[str,
     histories = {run: fetch(run) for run in rows["run_id"].unique()}
     for pair, p in rows.groupby("pair.name"):
         long = pd.DataFrame([{**r, "epoch": step, "val/acc": v} for r in p.to_dict("records") for step, v in histories[r["run_id"]]])
-        if long.empty:
+        if long.empty or long["epoch"].nunique() < 2:
             continue
-        sparsities = sorted(long["prune.sparsity"].unique())
-        fig, axes = grid(len(sparsities), f"{pair}: B validation accuracy while training on B (mean ± {confidence:.0%} CI over seeds)")
-        for ax, s in zip(axes, sparsities):
-            at = long[long["prune.sparsity"] == s]
-            band(ax, at[at["stage"] == "scratch_b_dense"], "epoch", "val/acc", "scratch_b_dense", confidence, color="black")
-            for (stage, criterion), g in at[at["stage"] != "scratch_b_dense"].groupby(["stage", "criterion.name"]):
-                band(ax, g, "epoch", "val/acc", f"{stage} · {criterion}", confidence, linestyle="-" if stage == "finetune_b" else ":")
-            ax.set(title=f"sparsity {s:g}", xlabel="epoch", ylabel=f"B val/acc, {ACC}")
-            unit_scale(ax)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        legend(axes)
+        levels, sparsities = severities(long), sorted(long["prune.sparsity"].unique())
+        fig, axes = grid(len(sparsities), f"{pair}: B validation accuracy while training on B (mean ± {confidence:.0%} CI "
+                         f"over seeds, {CLIPPED}; dotted: chance)", rows=len(levels))
+        colours = {"scratch_b_dense (dense, from scratch)": "black"}
+        for row_axes, severity in zip(axes, levels):
+            for ax, s in zip(row_axes, sparsities):
+                at = at_severity(long, severity)
+                at = at[at["prune.sparsity"] == s]
+                band(ax, at[at["stage"] == "scratch_b_dense"], "epoch", "val/acc", "scratch_b_dense (dense, from scratch)",
+                     confidence, colours)
+                for (stage, criterion), g in at[at["stage"] != "scratch_b_dense"].groupby(["stage", "criterion.name"]):
+                    band(ax, g, "epoch", "val/acc", f"{stage} · {criterion}", confidence, colours,
+                         linestyle="-" if stage == "finetune_b" else ":")
+                references(ax, np.nan, at["chance_B"].mean())
+                ax.set(title=", ".join(filter(None, (f"sparsity {s:g}", severity_name(severity)))), xlabel="epoch",
+                       ylabel=f"B val/acc, {ACC}")
+                unit_scale(ax)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        legend([ax for row in axes for ax in row])
         out[f"curves_{pair}"] = fig
     return out
 
 
 def mask_iou(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
-    """How far masks scored on A and on B agree (IoU of kept weights), per criterion."""
-    rows = select(table, Arm("prune", WHOLE))
+    """How far masks scored on A and on B agree (IoU of kept weights), per criterion and severity (0, where B = A,
+    its own line), beside the noise floor mask_iou_AA (two draws of A's scoring data) where logged. Data-free
+    criteria agree by construction: left out."""
+    rows = select(table, Arm("prune", {**WHOLE, "score_data": unlike("none")}))
     rows = rows[rows["mask_iou_AB"].notna()] if "mask_iou_AB" in rows else rows.iloc[:0]
     if rows.empty:
         return {}
     pairs = sorted(rows["pair.name"].unique())
-    fig, axes = grid(len(pairs), f"Mask agreement, A-scored vs B-scored (mean ± {confidence:.0%} CI over seeds)")
-    for ax, (pair, p) in zip(axes, rows.groupby("pair.name")):
-        for criterion, g in p.groupby("criterion.name"):
-            band(ax, g, "prune.sparsity", "mask_iou_AB", criterion, confidence)
-        ax.set(title=pair, xlabel=SPARSITY, ylabel="IoU of kept weights (0–1)")
+    floor = "mask_iou_AA" in rows and rows["mask_iou_AA"].notna().any()
+    fig, axes = grid(len(pairs), f"Mask agreement, A-scored vs B-scored (mean ± {confidence:.0%} CI over seeds, {CLIPPED}"
+                     + ("; dashed, hollow: A vs A, two draws of A's scoring data, the noise floor)" if floor else ")"))
+    colours = {}
+    for ax, (pair, p) in zip(axes[0], rows.groupby("pair.name")):
+        swept = sorted(p["prune.sparsity"].unique())
+        p = p if "pair.severity" in p else p.assign(**{"pair.severity": np.nan})
+        lines = [(" · ".join(filter(None, (criterion, severity_name(severity)))), g)
+                 for (criterion, severity), g in p.groupby(["criterion.name", "pair.severity"], dropna=False)]
+        if len(swept) > 1:
+            for label, g in lines:
+                band(ax, g, "prune.sparsity", "mask_iou_AB", label, confidence, colours)
+                if floor:
+                    band(ax, g, "prune.sparsity", "mask_iou_AA", f"{label} · A vs A", confidence, colours,
+                         color=colour(colours, label), linestyle="--", markerfacecolor="white")
+            ax.set_xlabel(SPARSITY)
+        else:
+            groups = [(label, g, "mask_iou_AB") for label, g in lines]
+            groups += [(f"{label} · A vs A", g, "mask_iou_AA") for label, g in lines] if floor else []
+            dots(ax, groups, confidence, colours, f"at sparsity {swept[0]:g}, the only one run")
+        ax.set(title=pair, ylabel="IoU of kept weights (0–1)")
         unit_scale(ax)
-    legend(axes, each=True)
+    legend(axes[0], each=True)
     return {"mask_iou": fig}
 
 
 def cka(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
-    """Linear CKA to the dense train_a network, layer by layer, after pruning and after fine-tuning on B."""
+    """Linear CKA to the dense train_a network, layer by layer, after pruning and after fine-tuning on B; a row of
+    panels per severity; a side with one layer: no curve to draw."""
     out = {}
     rows = pd.concat([select(table, Arm(s, WHOLE)) for s in ("prune", "finetune_b")])
     for pair, p in rows.groupby("pair.name"):
         sides = {side: sorted(c for c in p if c.startswith(f"{side}/cka/") and p[c].notna().any()) for side in "AB"}
-        if not any(sides.values()):
+        sides = {side: columns for side, columns in sides.items() if len(columns) > 1}
+        if not sides:
             continue
-        fig, axes = grid(2, f"{pair}: linear CKA vs dense train_a (mean over criteria; ± {confidence:.0%} CI over seeds)")
-        for ax, (side, columns) in zip(axes, sides.items()):
-            long = p.melt(id_vars=["stage", "prune.sparsity", "seed"], value_vars=columns, var_name="layer", value_name="cka")
-            long["depth"] = long["layer"].map({c: i for i, c in enumerate(columns)})
-            for (stage, s), g in long.groupby(["stage", "prune.sparsity"]):
-                band(ax, g, "depth", "cka", f"{stage} · sparsity {s:g}", confidence, linestyle="-" if stage == "prune" else "--")
-            ax.set(title=f"on {side}", xticks=range(len(columns)), xticklabels=[c.split("/cka/")[1] for c in columns],
-                   xlabel="layer", ylabel="linear CKA (0–1)")
-            unit_scale(ax)
-        legend(axes)
+        levels = severities(p)
+        fig, axes = grid(len(sides), f"{pair}: linear CKA vs dense train_a (mean over criteria; ± {confidence:.0%} CI over "
+                         f"seeds, {CLIPPED})", rows=len(levels))
+        colours = {}
+        for row_axes, severity in zip(axes, levels):
+            for ax, (side, columns) in zip(row_axes, sides.items()):
+                long = at_severity(p, severity).melt(id_vars=["stage", "prune.sparsity", "seed"], value_vars=columns,
+                                                     var_name="layer", value_name="cka")
+                long["depth"] = long["layer"].map({c: i for i, c in enumerate(columns)})
+                for (stage, s), g in long.groupby(["stage", "prune.sparsity"]):
+                    band(ax, g, "depth", "cka", f"{stage} · sparsity {s:g}", confidence, colours,
+                         linestyle="-" if stage == "prune" else "--")
+                ax.set(title=", ".join(filter(None, (f"on {side}", severity_name(severity)))), xticks=range(len(columns)),
+                       xticklabels=[c.split("/cka/")[1] for c in columns], xlabel="layer", ylabel="linear CKA (0–1)")
+                unit_scale(ax)
+        legend([ax for row in axes for ax in row])
         out[f"cka_{pair}"] = fig
     return out
 

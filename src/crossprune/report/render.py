@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from crossprune.report import damage
 from crossprune.report.claims import CLAIMS, RULE, Judged
 from crossprune.report.plots import FIGURES_OF
 from crossprune.report.runs import config_columns
@@ -34,12 +35,14 @@ def interval(row) -> str:
 
 def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str], min_effect: float,
              confidence: float, provenance: dict[str, str]) -> list[tuple]:
-    """Verdicts, the rule, each claim with its figures and per-seed numbers, instruments, configs, provenance."""
+    """What went wrong (the measured damages in words), verdicts, the rule, each claim with its figures and per-seed
+    numbers, instruments, configs, provenance."""
     v = judged.verdicts
     verdicts = pd.DataFrame({"claim": v["claim"], "pair": v["pair"], f"effect [{confidence:.0%} CI]": [interval(r) for r in v.itertuples()],
                              "n": v["n"], "verdict": v["verdict"]})
     own = ", ".join(f"{c.name} {c.min_effect:g}" for c in CLAIMS if c.min_effect is not None)  # e.g. a correlation
-    blocks = [("h", 1, f"crossprune report · {study}"), ("h", 2, "Verdicts"), ("table", verdicts),
+    blocks = [("h", 1, f"crossprune report · {study}"), *damage.section(table, confidence),
+              ("h", 2, "Verdicts"), ("table", verdicts),
               ("h", 2, "The rule"), ("p", RULE),
               ("p", f"Effects are signed so that positive is the direction the claim states. Seeds are the independent "
                     f"units: matched differences (cells equal in every other config column) are averaged within a seed, "
@@ -114,6 +117,7 @@ MD = {
     "h": lambda level, text: "#" * level + " " + text,
     "p": lambda text: text,
     "table": md_table,
+    "list": lambda items: "\n".join(f"- {item}" for item in items),
     "img": lambda name: f"![{name}]({name}.png)",
 }
 
@@ -146,6 +150,7 @@ HTML = {
     "h": lambda level, text, images: f"<h{level}>{htmlib.escape(text)}</h{level}>",
     "p": lambda text, images: f"<p>{bold(text)}</p>",
     "table": html_table,
+    "list": lambda items, images: "<ul>" + "".join(f"<li>{bold(item)}</li>" for item in items) + "</ul>",
     "img": lambda name, images: f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(images[name]).decode()}'>",
 }
 CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"

@@ -27,10 +27,27 @@ def device_of(trainer: DictConfig) -> torch.device:
     return torch.device("cuda", ids[0] if not isinstance(ids, int | str) else 0)
 
 
+def pin_threads(threads: int | None) -> None:
+    """Run torch and the BLAS under numpy/scikit-learn on `threads` intra-op threads (compute.threads; None: leave
+    the libraries' defaults): a float sum split over a machine-dependent number of threads changes its last bits,
+    and noise of that size moved verdicts."""
+    if threads is not None:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415 (scikit-learn's own dependency)
+
+        torch.set_num_threads(threads)
+        threadpool_limits(threads)
+
+
+def machine() -> dict[str, str]:
+    """What a result's last bits depend on besides the config: torch's threads and the CPU's instruction set (it
+    picks the kernels); tagged on every run."""
+    return {"torch_threads": str(torch.get_num_threads()), "cpu": torch.backends.cpu.get_cpu_capability()}
+
+
 def share_cores(parallel_jobs: int | None) -> None:
-    """Give this process's torch its share of the CPU cores when a launcher runs `parallel_jobs` at once (joblib's
-    n_jobs; -1: one per core): each torch would otherwise start a thread per core, and two workers on two cores
-    ran slower than one."""
+    """With compute.threads=null, give this process's torch its share of the CPU cores when a launcher runs
+    `parallel_jobs` at once (joblib's n_jobs; -1: one per core): each torch would otherwise start a thread per
+    core, and two workers on two cores ran slower than one."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     jobs = cores if parallel_jobs is not None and parallel_jobs < 0 else parallel_jobs or 1
     if jobs > 1:

@@ -12,10 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from crossprune.data import Pair
-from crossprune.pruning import Mask
-from crossprune.stages.compute import Compute
-from crossprune.stages.evaluate import Reference, evaluate
+from crossprune.pruning import Mask, plain_state_dict
+from crossprune.stages.compute import Compute, machine
+from crossprune.stages.evaluate import Reference
 from crossprune.stages.seeds import role_seed
+from crossprune.stages.tasks import task_of
 from crossprune.stages.training import trainer_options
 from crossprune.store import locks, names, tracking
 from crossprune.store.tracking import Result, StageRun
@@ -27,7 +28,12 @@ class Context:
     pair: Pair
     workdir: Path  # where stage artifacts are fetched to, for the length of one pipeline
     reference: Reference | None = None  # the dense train_a network's instruments, once train_a has run
+    task: object = None  # how networks are measured (stages/tasks.py): the pair's, set from the config
     held: dict = field(default_factory=dict)  # stage key -> this process's claim on it, from cached() to track()
+    depends: dict = field(default_factory=dict)  # stage key -> the config it depends on (Context.key): its run's params
+
+    def __post_init__(self):
+        self.task = self.task or task_of(self.cfg)
 
     def seed(self, role: str) -> int:
         """Seed torch, numpy and Python for one role; each role draws its own stream from cfg.seed."""
@@ -55,19 +61,50 @@ class Context:
         net.load_state_dict(result.load("model"))
         return net
 
+    def plain(self, net: nn.Module, classes: tuple, structure: dict | None = None) -> nn.Module:
+        """`net` as a user loads it: a new network of its shape holding its weights, masks folded in."""
+        plain = self.new_net(classes, structure)
+        plain.load_state_dict(plain_state_dict(net))
+        return plain.eval()
+
     def load_mask(self, result: Result) -> Mask | None:
         return Mask.load(result.files / "masks.safetensors") if result.has("masks") else None
 
     @property
-    def training(self) -> dict:
+    def training(self) -> "Slice":
         """What a training stage's result depends on beyond its epochs: the optimisation, the augmentation and the
         Trainer options."""
         augment = self.cfg.pair.get("augment")
-        return {"train": OmegaConf.to_container(self.cfg.train, resolve=True), "trainer": trainer_options(self.cfg),
-                "augment": OmegaConf.to_container(augment, resolve=True) if augment else None}
+        return Slice({"train": OmegaConf.to_container(self.cfg.train, resolve=True), "trainer": trainer_options(self.cfg),
+                      "pair.augment": OmegaConf.to_container(augment, resolve=True) if augment else None,
+                      "compute.threads": self.cfg.compute.threads})  # the last bits of every result depend on them
+
+    def of(self, *paths: str, values: dict | None = None) -> "Slice":
+        """Config values by their dotted path (and `values` a stage derived, by the path they stand for), as a part
+        of a stage key that names what it holds."""
+        return Slice({p: OmegaConf.to_container(v, resolve=True) if isinstance(v := OmegaConf.select(self.cfg, p), DictConfig) else v
+                      for p in paths} | (values or {}))
 
     def key(self, stage: str, *depends_on) -> str:
-        return tracking.stage_key(stage, *[d.key if isinstance(d, Result) else d for d in depends_on])
+        """The stage key of `depends_on`; the config among them (config nodes, Slices, the upstream stages' own, an
+        earlier key's) is what the stage's run logs as its params. The first part that names a key wins."""
+        key = tracking.stage_key(stage, *[d.key if isinstance(d, Result) else d for d in depends_on])
+        depends = OmegaConf.create()
+        for part in reversed(depends_on):  # merged last to first: where two parts disagree, the first one wins
+            for path, value in self.named(part).items():  # (prune: the scoring it prunes by, not the one on B)
+                OmegaConf.update(depends, path, value, merge=True, force_add=True)
+        self.depends[key] = OmegaConf.to_container(depends)
+        return key
+
+    def named(self, part) -> dict:
+        """The config a key part names, by dotted path: nothing for a digest, a number or None."""
+        if isinstance(part, Result):
+            return OmegaConf.to_container(OmegaConf.load(part.files / "config.yaml"))
+        if isinstance(part, DictConfig):
+            return {part._get_full_key(None): OmegaConf.to_container(part, resolve=True)}
+        if isinstance(part, Slice):
+            return {p: v for p, v in part.items() if v is not None}
+        return self.depends.get(part, {}) if isinstance(part, str) else {}
 
     def cached(self, stage: str, key: str, tag: str = tracking.KEY_TAG) -> Result | None:
         """The Result of a FINISHED run whose `tag` is `key` (the stage key by default), unless the cache is off.
@@ -92,7 +129,11 @@ class Context:
         """An open StageRun to fill (`data`: what it scored on, for its name); once the body succeeds its `result`
         holds what was logged. The key's claim ends with it, whatever happens."""
         try:
-            with tracking.stage_run(stage, key, self.cfg, self.workdir, names.stage_name(stage, self.cfg, data)) as run:
+            name = names.stage_name(stage, self.cfg, data)
+            tracking.step(name)
+            with tracking.stage_run(stage, key, self.depends.get(key, {}), self.workdir, name,
+                                    self.cfg.tracking.get("system_metrics", False)) as run:
+                run.tag(**machine())
                 yield run
         finally:
             self.release(key)
@@ -110,4 +151,8 @@ class Context:
 
     def evaluate(self, net: nn.Module, classes: tuple) -> dict[str, float]:
         """Every test-split metric of `net` (head label space `classes`), measured against the dense reference."""
-        return evaluate(net, classes, self.pair, self.cfg.eval.probe, self.compute, self.reference)
+        return self.task.evaluate(net, classes, self.pair, self.cfg.eval.probe, self.compute, self.reference)
+
+
+class Slice(dict):
+    """Config values by dotted path: a stage key part that says which keys it holds (Context.of, Context.training)."""

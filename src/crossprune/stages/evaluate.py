@@ -12,14 +12,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from crossprune.data import Dataset, Pair, Split
-from crossprune.diagnostics import (
-    centred_gram,
-    effective_rank,
-    gram_cka,
-    mmd2_rbf,
-    mmd_rows,
-    proxy_a_distance,
-)
+from crossprune.diagnostics import centred_gram, effective_rank, gram_cka, mmd2_rbf, mmd_rows, proxy_a_distance
 from crossprune.stages.compute import Compute
 
 TAGS = ("A", "B")

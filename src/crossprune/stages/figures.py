@@ -14,18 +14,27 @@ def log(cfg, name: str, draw, *args) -> None:
         mlflow.log_figure(draw(*args), f"figures/{name}.png")
 
 
+AXES = (("loss", "loss"), ("acc", "accuracy (fraction correct)"), ("lr", "learning rate"))  # name part → axis
+
+
 def curves(history: dict[str, list[float]], first_epoch: int = 0) -> Figure:
-    """Each epoch metric against the epoch: losses on one axis, accuracies on another."""
-    fig = Figure(figsize=(8, 3.2))  # fixed margins: a layout engine costs more than drawing the figure
-    loss, acc = fig.subplots(1, 2, gridspec_kw=dict(left=0.08, right=0.98, bottom=0.15, top=0.96, wspace=0.25))
-    for name, values in sorted(history.items()):
-        ax = loss if "loss" in name else acc
-        ax.plot(range(first_epoch + 1, first_epoch + len(values) + 1), values, marker=".", label=name)
-    for ax, what in ((loss, "loss"), (acc, "accuracy (fraction correct)")):
+    """Each epoch metric against the epoch, one panel per kind: losses, accuracies, the learning rate (a rate of
+    1e-3 on the accuracy axis would read as an accuracy of 0)."""
+    panels = {what: [] for _, what in AXES}  # in this order, left to right
+    for name in sorted(history):
+        label = next((what for part, what in AXES if part in name.rpartition("/")[2]), name)
+        panels.setdefault(label, []).append(name)
+    panels = {what: names for what, names in panels.items() if names}
+    fig = Figure(figsize=(4 * max(len(panels), 2), 3.2))  # fixed margins: a layout engine costs more than drawing it
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False,
+                        gridspec_kw={"left": 0.08, "right": 0.98, "bottom": 0.15, "top": 0.96, "wspace": 0.3})[0]
+    for ax, (what, names) in zip(axes, panels.items()):
+        for name in names:
+            values = history[name]
+            ax.plot(range(first_epoch + 1, first_epoch + len(values) + 1), values, marker=".", label=name)
         ax.set(xlabel="epoch", ylabel=what)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if ax.lines:
-            ax.legend(fontsize="small")
+        ax.legend(fontsize="small")
     return fig
 
 

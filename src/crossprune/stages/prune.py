@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from crossprune.diagnostics import mask_iou, spearman
 from crossprune.pruning import Mask, plain_state_dict, prunable, select
-from crossprune.pruning.collapse import check_collapse
+from crossprune.pruning.collapse import LayerCollapse, check_collapse
 from crossprune.pruning.structured import count, latency_ms, remove_channels
 from crossprune.stages import figures
 from crossprune.stages.context import Context
@@ -14,7 +14,7 @@ from crossprune.stages.evaluate import fit_head
 from crossprune.stages.scoring import compute_scores
 from crossprune.stages.training import fit
 from crossprune.store.names import score_data
-from crossprune.store.tracking import Result
+from crossprune.store.tracking import Result, StageFailed
 
 
 def run(ctx: Context, scored: Result, on_a: Result, on_b: Result) -> Result:
@@ -32,25 +32,32 @@ def run(ctx: Context, scored: Result, on_a: Result, on_b: Result) -> Result:
             run.save_json("structure", net.structure())
         else:
             control = instantiate(cfg.control.apply)
-            mask = control(gradual_mask(ctx, net, scored.load("scores")), seed=ctx.seed("control"))
-            check_collapse(mask, p)
+            decided = ctx.load_mask(scored)  # a pruning method's own mask (sparsegpt), else selected from the scores
+            mask = control(decided or gradual_mask(ctx, net, scored.load("scores")), seed=ctx.seed("control"))
+            try:
+                check_collapse(mask, p)
+            except LayerCollapse as e:  # what these weights gave, not the config: the point FAILED, a sweep goes on
+                raise StageFailed(f"prune: {e}") from e
             mask.apply(net)
             run.save("masks", mask)
             metrics = mask.metrics()
         run.tag(criterion=cfg.criterion.name, score_data=score_data(cfg), control=cfg.control.name, scope=p.scope,
                 kind=p.kind, order=cfg.order, agreement_runs=f"{on_a.run_id},{on_b.run_id}")
         run.save("model", plain_state_dict(net))
-        run.log(ctx.evaluate(net, ctx.scored_classes) | metrics | agreement(on_a.load("scores"), on_b.load("scores"), p))
+        own = ctx.load_mask(on_a), ctx.load_mask(on_b)
+        run.log(ctx.evaluate(net, ctx.scored_classes) | metrics | agreement(on_a.load("scores"), on_b.load("scores"), p, *own))
         per_layer = {k.removeprefix("sparsity/"): v for k, v in metrics.items() if k.startswith("sparsity/")}
         figures.log(cfg, "layer_sparsity", figures.layer_sparsity, per_layer)
     return run.result
 
 
-def agreement(on_a: dict[str, Tensor], on_b: dict[str, Tensor], p: DictConfig) -> dict[str, float]:
+def agreement(on_a: dict[str, Tensor], on_b: dict[str, Tensor], p: DictConfig, mask_a: Mask | None = None,
+              mask_b: Mask | None = None) -> dict[str, float]:
     """How far scoring on A and on B disagree: IoU of the kept sets of the one-shot masks they select at these
-    settings (`mask_iou_AB`, and per parameter), and the rank correlation of the scores per parameter."""
-    select_at = lambda scores: select(scores, p.sparsity, p.scope, list(p.layers), p.max_layer_sparsity)  # noqa: E731
-    overall, per_param = mask_iou(select_at(on_a), select_at(on_b))
+    settings, or of a pruning method's own masks (`mask_a`, `mask_b`) (`mask_iou_AB`, and per parameter), and the
+    rank correlation of the scores per parameter."""
+    select_at = lambda scores: select(scores, p.sparsity, p.scope, list(p.layers), p.max_layer_sparsity, p.pattern)  # noqa: E731
+    overall, per_param = mask_iou(mask_a or select_at(on_a), mask_b or select_at(on_b))
     return ({"mask_iou_AB": overall} | {f"mask_iou_AB/{n}": v for n, v in per_param.items()}
             | {f"score_spearman_AB/{n}": spearman(on_a[n], on_b[n]) for n in on_a})
 
@@ -62,7 +69,8 @@ def gradual_mask(ctx: Context, net: nn.Module, scores: dict) -> Mask:
     for r in range(1, p.rounds + 1):
         if mask is not None:
             scores = rescore(ctx, net, mask, r)
-        mask = select(scores, 1 - (1 - p.sparsity) ** (r / p.rounds), p.scope, list(p.layers), p.max_layer_sparsity)
+        mask = select(scores, 1 - (1 - p.sparsity) ** (r / p.rounds), p.scope, list(p.layers), p.max_layer_sparsity,
+                      p.pattern)
         if r < p.rounds and p.round_epochs > 0:
             train_round(ctx, mask.apply(net), p.round_data, first_step=(r - 1) * p.round_epochs)
     return mask

@@ -1,33 +1,34 @@
 """Score a network with the configured criterion on the configured score data (shared by score and prune)."""
 
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from crossprune.criteria import Batch
+from crossprune.criteria import Batch, Loss
 from crossprune.data import Dataset, Pair
+from crossprune.pruning import Mask
 from crossprune.stages.compute import Compute
 from crossprune.stages.evaluate import fit_head
 from crossprune.stages.seeds import generator
 from crossprune.store.names import score_data
 
 
-class Objective:
+class Objective(Loss):
     """Cross-entropy through the net's head where the batch's labels are the head's (`classes`), else through a
     head fitted on frozen features for that dataset on first need."""
 
     def __init__(self, net: nn.Module, pair: Pair, classes: tuple, probe: DictConfig, compute: Compute):
-        self.net, self.pair, self.classes, self.probe, self.compute, self.fitted = net, pair, classes, probe, compute, {}
+        super().__init__(net)
+        self.pair, self.classes, self.probe, self.compute, self.fitted = pair, classes, probe, compute, {}
 
-    def __call__(self, batch: Batch) -> Tensor:
-        data, head = self.pair[batch.head], self.net.head
-        if data.classes != self.classes:
-            if batch.head not in self.fitted:
-                self.fitted[batch.head] = fit_head(self.net, data, self.probe, self.compute).to(self.compute.device)
-            head = self.fitted[batch.head]
-        return F.cross_entropy(head(self.net.features(batch.x)), batch.y)
+    def head(self, batch: Batch) -> nn.Module:
+        data = self.pair[batch.head]
+        if data.classes == self.classes:
+            return self.net.head
+        if batch.head not in self.fitted:
+            self.fitted[batch.head] = fit_head(self.net, data, self.probe, self.compute).to(self.compute.device)
+        return self.fitted[batch.head]
 
 
 def compute_scores(net: nn.Module, params: dict[str, nn.Parameter], cfg: DictConfig, pair: Pair, classes: tuple,
@@ -44,8 +45,19 @@ def compute_scores(net: nn.Module, params: dict[str, nn.Parameter], cfg: DictCon
     return {n: s.cpu() for n, s in scores.items()}, sorted(loss.fitted)
 
 
+def prune_with_method(net: nn.Module, params: dict[str, nn.Parameter], cfg: DictConfig, pair: Pair,
+                      data: str) -> Mask:
+    """Run the criterion's pruning method (`criterion.method`, e.g. SparseGPT) on the calibration batches of
+    `data`, on the Trainer's device: it prunes `params` of `net` in place, updating the weights it keeps; its mask."""
+    compute = Compute.of(cfg)
+    batches = [Batch(b.x.to(compute.device), b.y.to(compute.device), b.head) for b in score_batches(cfg, pair, data)]
+    with compute.on(net):
+        return instantiate(cfg.criterion.method)(net=net, params=params, batches=batches)
+
+
 def score_batches(cfg: DictConfig, pair: Pair, data: str, stream: str = "score") -> list[Batch]:
-    """`score.batches` seeded batches from the train split of A, of B, or a `score.mix` fraction from B.
+    """`score.batches` seeded batches (or `score.nsamples` rows in batches of `score.batch_size`) from the train
+    split of A, of B, or a `score.mix` fraction from B; a language model's sequences cut to `score.seqlen` tokens.
 
     Batch i is position i of its dataset's own stream, and A's and B's streams share one seed: drawing from one
     never moves the other, so when A and B are the same data, scoring on A, on B or on a mix sees the same batches.
@@ -53,13 +65,16 @@ def score_batches(cfg: DictConfig, pair: Pair, data: str, stream: str = "score")
     s = cfg.score
     if data == "none":
         return []
-    from_a = s.batches - {"A": 0, "B": s.batches, "mix": round(s.mix * s.batches)}[data]
-    a = draw(pair.a, "A", s.batches, s.batch_size, generator(cfg.seed, stream))
-    b = draw(pair.b, "B", s.batches, s.batch_size, generator(cfg.seed, stream))
+    rows = s.nsamples or s.batches * s.batch_size
+    batches = -(-rows // s.batch_size)
+    from_a = batches - {"A": 0, "B": batches, "mix": round(s.mix * batches)}[data]
+    a = draw(pair.a, "A", rows, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
+    b = draw(pair.b, "B", rows, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
     return a[:from_a] + b[from_a:]
 
 
-def draw(data: Dataset, head: str, n: int, size: int, rng: torch.Generator) -> list[Batch]:
-    order = torch.randperm(len(data.train), generator=rng).repeat(n * size // len(data.train) + 1)  # cycle when short
-    return [Batch(part.x, part.y, head) for part in map(data.train.take, order[: n * size].split(size))]
+def draw(data: Dataset, head: str, rows: int, size: int, rng: torch.Generator, seqlen: int | None = None) -> list[Batch]:
+    order = torch.randperm(len(data.train), generator=rng).repeat(rows // len(data.train) + 1)  # cycle when short
+    cut = slice(None, seqlen)  # null: whole rows
+    return [Batch(part.x[:, cut], part.y[:, cut], head) for part in map(data.train.take, order[:rows].split(size))]
 

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import TQDMProgressBar
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -137,6 +138,18 @@ class EpochMetrics(pl.Callback):
         self.pending, self.sent = [], time.monotonic()
 
 
+class StageBar(TQDMProgressBar):
+    """Lightning's bar, named by the stage it trains for: `finetune_b · epoch 3/10`."""
+
+    def __init__(self, stage: str):
+        super().__init__()
+        self.stage = stage
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(f"{self.stage} · epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+
 def trainer_options(cfg: DictConfig) -> dict:
     """The Lightning Trainer options set under `trainer.*` (null: Lightning's default); the stages own the rest."""
     options = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -155,19 +168,21 @@ def fit(net: nn.Module, train: Split, val: Split, epochs: int, cfg: DictConfig, 
     module = Classifier(net, instantiate(cfg.train.optimizer), net.head.out_features, teacher, distill, scheduler(cfg, epochs),
                         channels_last)
     augment = instantiate(cfg.pair.augment) if cfg.pair.get("augment") else None
+    stage = (run := mlflow.active_run()) and run.data.tags.get("crossprune.stage") or "training"  # the bar's name
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(
             max_epochs=epochs,
             enable_progress_bar=cfg.trainer.progress_bar,
             **trainer_options(cfg),
-            callbacks=[epochs_logged := EpochMetrics(first_step)],
+            callbacks=[epochs_logged := EpochMetrics(first_step), *([StageBar(stage)] if cfg.trainer.progress_bar else [])],
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,
             default_root_dir=root,
         )
-        trainer.fit(module, Batches(train, cfg.train.batch_size, True, augment), Batches(val, cfg.train.batch_size, False))
+        shuffle = not cfg.trainer.get("overfit_batches")  # overfitting means the same few batches every epoch
+        trainer.fit(module, Batches(train, cfg.train.batch_size, shuffle, augment), Batches(val, cfg.train.batch_size, False))
     figures.log(cfg, "curves" if first_step == 0 else f"curves_from_epoch_{first_step}", figures.curves, epochs_logged.history, first_step)
     return net.cpu().to(memory_format=torch.contiguous_format)
 

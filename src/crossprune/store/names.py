@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 VARIES_ENV = "CROSSPRUNE_SWEEP_VARIES"  # set in each job by the study sweeper: the keys its sweep varies
 
 SHOWN = ("pair", "criterion", "score.data", "prune.sparsity", "seed")  # always in the name, whatever the sweep
-HIDDEN = ("study", "tracking.", "summary", "hydra", "trainer.progress_bar", "stages", "cache")  # not the experiment
+HIDDEN = ("study", "tracking.", "paths.", "summary", "hydra", "trainer.progress_bar", "stages", "cache")  # not the experiment
 
 
 def varying(points: list[dict]) -> list[str]:
@@ -51,11 +51,13 @@ def stage_name(stage: str, cfg: DictConfig, data: str | None = None) -> str:
     return " · ".join([stage, *own, f"seed {cfg.seed}"])
 
 
-def description(name: str, experiment_id: str, results: list, metric: str = "B/acc") -> str:
-    """Markdown for the parent's description: its name and a table linking each stage run, cached or not."""
+def description(name: str, experiment_id: str, results: list, search: str = "", metric: str = "B/acc") -> str:
+    """Markdown for the parent's description: its name, a table linking each stage run, cached or not, and the
+    `search` that lists them all in the runs table."""
     def row(r) -> str:
         link = f"[{r.run_id[:8]}](#/experiments/{experiment_id}/runs/{r.run_id})"
         value = f"{r.metrics[metric]:.3f}" if metric in r.metrics else "—"
         return f"| {r.stage} | {link} | {'cached' if r.cached else 'ran'} | {value} |"
 
-    return "\n".join([f"**{name}**", "", f"| stage | run | | {metric} |", "|---|---|---|---|", *map(row, results)])
+    listing = ["", f"All of them in the runs table: search `` {search} ``"] if search else []
+    return "\n".join([f"**{name}**", "", f"| stage | run | | {metric} |", "|---|---|---|---|", *map(row, results), *listing])

@@ -13,6 +13,7 @@ from crossprune.store import names, provenance, tracking
 
 JOB_TAG = "crossprune.job"  # the job key (crossprune.store.answer.job_key) of a parent that ran every stage it needed
 RUN_TAG, CACHED_TAG = "crossprune.run.", "crossprune.cached."  # + stage: the run each stage used, and whether cached
+PARENT_TAG = "crossprune.parent."  # + parent run id, on each stage run a parent used (ran or cached): the UI filters on it
 
 
 def needed(cfg: DictConfig) -> list[str]:
@@ -55,9 +56,16 @@ def finish(results: list, job: str | None) -> None:
     metrics, a description linking them, and the job key that lets an identical job answer from the store."""
     parent = mlflow.active_run()
     tags = {f"{RUN_TAG}{r.stage}": r.run_id for r in results} | {f"{CACHED_TAG}{r.stage}": str(r.cached).lower() for r in results}
-    tags["mlflow.note.content"] = names.description(parent.info.run_name, parent.info.experiment_id, results)
+    tags["mlflow.note.content"] = names.description(parent.info.run_name, parent.info.experiment_id, results, parent_filter(parent.info.run_id))
     metrics = {f"{r.stage}/{k}": v for r in results for k, v in r.metrics.items() if not k.startswith(("train/", "val/"))}
     tracking.log_batch(parent.info.run_id, metrics, tags | ({JOB_TAG: job} if job else {}))
+    for r in {r.run_id: r for r in results}.values():  # a key of its own per parent: parents sharing a run never race
+        tracking.log_batch(r.run_id, {}, {f"{PARENT_TAG}{parent.info.run_id}": "cached" if r.cached else "ran"})
+
+
+def parent_filter(run_id: str) -> str:
+    """The search that lists every stage run a parent used, in the UI's search box or mlflow.search_runs."""
+    return f"tags.`{PARENT_TAG}{run_id}` LIKE '%'"
 
 
 def write_summary(cfg: DictConfig, results: list) -> None:

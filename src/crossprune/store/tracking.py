@@ -40,6 +40,11 @@ def say(line: str) -> None:
     Console(stderr=True, soft_wrap=True).print(f"[bold yellow]crossprune:[/] {escape(line)}", highlight=False)
 
 
+def step(line: str) -> None:
+    """A stage starting, one dim line on stderr: what the time until the next line is spent on."""
+    Console(stderr=True, soft_wrap=True).print(f"[dim]▸ {escape(line)}[/]", highlight=False)
+
+
 def stage_key(stage: str, *parts) -> str:
     """Content hash of what a stage depends on: its config, its upstream keys and the package version and code."""
     plain = [OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts]
@@ -145,6 +150,29 @@ class StageRun:
 
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(self.workdir / f"{name}.safetensors"))
 
+    def log_model(self, net, example) -> None:
+        """`net` as an MLflow logged model of this run (Models column, registry), with the signature of `example`
+        (a few input rows, numpy) and that example. Pickled, with its requirements named: MLflow's default export
+        and requirement inference cost seconds to a minute per model."""
+        import mlflow.pytorch  # noqa: PLC0415 (torch)
+        import torch  # noqa: PLC0415
+        from mlflow.models import infer_signature  # noqa: PLC0415
+
+        with torch.no_grad():
+            out = net.eval()(torch.from_numpy(example)).numpy()
+        needs = [f"{p}=={v}" for p in ("torch", "crossprune") if (v := installed(p))]
+        mlflow.pytorch.log_model(net, name="model", signature=infer_signature(example, out), input_example=example,
+                                 pip_requirements=needs, serialization_format="pickle")
+
+
+def installed(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
 
 def log_batch(run_id: str, metrics: dict[str, float], tags: dict[str, str], params: dict[str, str] | None = None) -> None:
     """Metrics (at step 0, as mlflow.log_metrics logs them), tags and params in one call (MLflow splits it per 100
@@ -155,14 +183,16 @@ def log_batch(run_id: str, metrics: dict[str, float], tags: dict[str, str], para
 
 
 class StageFailed(ConfigError):
-    """A stage that cannot go on with this config (e.g. its loss diverged): one line, the run FAILED."""
+    """A stage that cannot go on because of what its data or weights did (its loss diverged, a layer lost every
+    weight): one line, the run FAILED with the reason in crossprune.failure. A sweep records the point and goes on."""
 
 
 @contextmanager
-def tracked(run_name: str, tags: dict[str, str], nested: bool = False) -> Iterator[mlflow.ActiveRun]:
+def tracked(run_name: str, tags: dict[str, str], nested: bool = False, system_metrics: bool = False) -> Iterator[mlflow.ActiveRun]:
     """mlflow.start_run, with the owning process recorded (so a dead one's runs can be marked) and remembered as
-    open until it ends."""
-    with mlflow.start_run(run_name=run_name, nested=nested, tags={**tags, **locks.owner_tags()}) as run:
+    open until it ends; `system_metrics`: MLflow samples CPU, memory (and GPU, with pynvml) while it is open."""
+    with mlflow.start_run(run_name=run_name, nested=nested, tags={**tags, **locks.owner_tags()},
+                          log_system_metrics=system_metrics or None) as run:
         OPEN_RUNS.add(run.info.run_id)
         try:
             yield run
@@ -182,23 +212,28 @@ def kill_open_runs() -> int:
 
 
 @contextmanager
-def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path, name: str | None = None) -> Iterator[StageRun]:
-    """A child run tagged with its stage and key; once the body succeeds its files in `workdir/<stage>-<key>` are
-    logged as artifacts with their sha256s, the run FINISHES, and `run.result` is its Result (no download of what
-    was just written). A body that raises leaves the run FAILED."""
+def stage_run(stage: str, key: str, depends: dict, workdir: Path, name: str | None = None,
+              system_metrics: bool = False) -> Iterator[StageRun]:
+    """A child run tagged with its stage and key, its params the config it `depends` on (its own keys and its
+    upstream stages', nested: config.yaml); once the body succeeds its files in `workdir/<stage>-<key>` are logged
+    as artifacts with their sha256s, the run FINISHES, and `run.result` is its Result (no download of what was just
+    written). A body that raises leaves the run FAILED; a StageFailed (what the data or weights did) says why in
+    crossprune.failure."""
     folder = workdir / f"{stage}-{key}"
     folder.mkdir(parents=True)
-    with tracked(name or stage, {STAGE_TAG: stage, KEY_TAG: key}, nested=True) as run:
-        log_batch(run.info.run_id, {}, {}, flat_params(cfg))  # at the start: a run whose process dies keeps its config
-        OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
+    with tracked(name or stage, {STAGE_TAG: stage, KEY_TAG: key}, nested=True, system_metrics=system_metrics) as run:
+        config = OmegaConf.create(depends)
+        log_batch(run.info.run_id, {}, {}, flat_params(config))  # at the start: a run whose process dies keeps its config
+        OmegaConf.save(config, folder / "config.yaml", resolve=True)
         stage_run = StageRun(run.info.run_id, folder)
         try:
             yield stage_run
         except BaseException as e:
+            failed = StageFailed(f"{stage}: {e}") if isinstance(e, FloatingPointError) else e  # a diverged loss: the stage says what happened
             with suppress(Exception):  # what the stage measured before it failed stays on its FAILED run
-                stage_run.send()
-            if isinstance(e, FloatingPointError):  # a diverged loss: the stage, not the user's code, says what happened
-                raise StageFailed(f"{stage}: {e}") from e
+                stage_run.send(**({locks.FAILURE_TAG: str(failed)} if isinstance(failed, StageFailed) else {}))
+            if failed is not e:
+                raise failed from e
             raise
         stage_run.send(**{SHA_TAG: json.dumps(sha256s(folder))})  # the digests before the files they describe
         mlflow.log_artifacts(str(folder))
@@ -207,7 +242,7 @@ def stage_run(stage: str, key: str, cfg: DictConfig, workdir: Path, name: str | 
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config flattened to dotted keys, as MLflow params."""
+    """The resolved config (or a stage's slice of it) flattened to dotted keys, as MLflow params."""
     out = {}
 
     def walk(node, prefix):
@@ -218,6 +253,6 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
             out[prefix[:-1]] = str(node)[:6000]
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
-    noise = lambda k: k.startswith("study.grids") or k.endswith(("._target_", "._partial_"))  # noqa: E731
+    noise = lambda k: k.startswith(("study.grids", "paths.")) or k.endswith(("._target_", "._partial_"))  # noqa: E731
     chosen = {k: out[f"{k}._target_"].rpartition(".")[2] for k in ("model", "train.optimizer") if f"{k}._target_" in out}
-    return chosen | {k: v for k, v in out.items() if not noise(k)}  # not the study's arms, not what builds a node
+    return chosen | {k: v for k, v in out.items() if not noise(k)}  # not the study's arms, where files go, what builds a node

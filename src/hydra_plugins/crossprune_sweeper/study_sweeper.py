@@ -7,7 +7,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from crossprune.cli import sweeper
+from crossprune.cli import progress, sweeper
 from crossprune.cli.sweeper import jobs_of
 from crossprune.store.names import VARIES_ENV, varying
 
@@ -34,6 +34,7 @@ class StudySweeper(BasicSweeper):
         varies = " ".join(varying(points))
         launched = [job for job in jobs if not self.reply(job, varies)]
         self.jobs = [[*job, f"+hydra.job.env_set.{VARIES_ENV}='{varies}'"] for job in launched]
+        progress.SWEEP.launched, progress.SWEEP.answered = len(launched), len(jobs) - len(launched)  # for k/N and the ETA
         return super().sweep(arguments) if self.jobs else []
 
     def reply(self, job: list[str], varies: str) -> bool:
