@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from interpreter import ROOT, use_project_python
+from interpreter import ROOT, in_workspace, use_project_python
 
 use_project_python()
 
@@ -29,7 +29,7 @@ def stage(record_path: Path) -> None:
     shutil.rmtree(FULL, ignore_errors=True)  # no figure of an earlier report is copied below as this one's
     try:
         report([*settings, f"study.name={quoted(record['name'])}", f"report.out={quoted(str(FULL))}",
-                f"tracking.uri={quoted(record['tracking']['uri'])}",
+                f"tracking.uri={quoted(in_workspace(record['tracking']['uri']))}",
                 f"tracking.experiment={quoted(record['tracking']['experiment'])}"])
     except SystemExit as e:
         if e.code == 2:  # bad input; most often a fresh clone, whose MLflow store is empty

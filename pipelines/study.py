@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from interpreter import use_project_python
+from interpreter import WORKSPACE, as_recorded, in_workspace, use_project_python
 
 use_project_python()
 
@@ -27,24 +27,28 @@ def main(record: Path) -> None:
     name = f"{study} ({' '.join(overrides)})" if overrides else study
     tracking = store(overrides)
     started_ms = int(time.time() * 1000)
+    # The workspace's store and folders, whichever copy of it DVC runs this in: its runs outlive an experiment's copy.
+    at = [f"paths.root={plain(str(WORKSPACE))}", f"tracking.uri={plain(tracking['uri'])}"]
     args = [f"study={study}", f"study.name={quoted(name)}", *overrides, "trainer.progress_bar=false"]
-    crossprune(["-m", *args])
-    runs = parents(tracking, name, started_ms, set(args))
+    crossprune(["-m", *args, *at])
+    runs = parents(tracking, name, started_ms, set(args + at))
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"study": study, "name": name, "overrides": overrides, "tracking": tracking,
+    kept = {**tracking, "uri": as_recorded(tracking["uri"])}
+    record.write_text(json.dumps({"study": study, "name": name, "overrides": overrides, "tracking": kept,
                                   "runs": runs}, indent=2) + "\n")
     print(f"{record}: {len(runs)} points of study {name}")
 
 
 def store(overrides: list[str]) -> dict:
-    """The MLflow store and experiment the jobs use: conf/'s, MLFLOW_TRACKING_URI, or a tracking.* override."""
+    """The MLflow store and experiment the jobs use: conf/'s, MLFLOW_TRACKING_URI, or a tracking.* override; a
+    relative sqlite store is the workspace's."""
     from hydra import compose, initialize_config_dir
 
     from crossprune.cli.app import CONF
 
     with initialize_config_dir(CONF, version_base="1.3"):
-        cfg = compose("config", overrides=[o for o in overrides if o.startswith("tracking.")])
-    return {"uri": str(cfg.tracking.uri), "experiment": str(cfg.tracking.experiment)}
+        cfg = compose("config", overrides=[o for o in overrides if o.startswith(("tracking.", "paths."))])
+    return {"uri": in_workspace(str(cfg.tracking.uri)), "experiment": str(cfg.tracking.experiment)}
 
 
 def crossprune(args: list[str]) -> None:
@@ -64,8 +68,14 @@ def parents(tracking: dict, name: str, since_ms: int, shared: set[str]) -> list[
     query = (f"tags.`crossprune.study` = '{name}' and tags.`crossprune.stage` = 'pipeline'"
              f" and attributes.start_time >= {since_ms}")
     found = client.search_runs([experiment.experiment_id], query, max_results=50_000)
-    return sorted(({"point": point(r.data.tags.get("crossprune.overrides", ""), shared), "run": r.info.run_id}
+    failed = lambda r: {"failed": r.data.tags.get("crossprune.failure", "")} if r.info.status == "FAILED" else {}  # noqa: E731
+    return sorted(({"point": point(r.data.tags.get("crossprune.overrides", ""), shared), "run": r.info.run_id, **failed(r)}
                    for r in found), key=lambda p: p["point"])
+
+
+def plain(value: str) -> str:
+    """A path or URI as Hydra writes it back in a job's overrides: unquoted unless it must be (spaces, quotes)."""
+    return value if re.fullmatch(r"[\w\-+./:~@%]+", value) else quoted(value)
 
 
 def point(overrides: str, shared: set[str]) -> str:

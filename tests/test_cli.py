@@ -74,12 +74,19 @@ def test_a_run_prints_the_table_and_the_ui_line(tmp_path):
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
-def test_a_sweep_trains_a_once_and_names_its_points(tmp_path):
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Four points that share stages: the output and the store's runs."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    out = crossprune(cwd, "-m", "prune.sparsity=0.5,0.9", "criterion=magnitude,taylor", *SHRINK)
+    return out, store_runs(cwd), f"sqlite:///{cwd}/mlruns/mlflow.db"
+
+
+def test_a_sweep_trains_a_once_and_names_its_points(sweep):
     """A sweep of four points: A trained once, magnitude (data-free) scored once for A and B alike, taylor on A and
     on B (the mask agreement); four parents with distinct names, each describing the six stage runs it used."""
-    out = crossprune(tmp_path, "-m", "prune.sparsity=0.5,0.9", "criterion=magnitude,taylor", *SHRINK)
+    out, runs, _ = sweep
     assert out.returncode == 0, out.stderr
-    runs = store_runs(tmp_path)
     stages = [r.data.tags[STAGE_TAG] for r in runs]
     assert stages.count("pipeline") == 4 and stages.count("train_a") == 1 and stages.count("score") == 3
     assert stages.count("prune") == 4 and stages.count("finetune_b") == 4 and stages.count("scratch_b_dense") == 1
@@ -93,3 +100,49 @@ def test_a_sweep_trains_a_once_and_names_its_points(tmp_path):
         assert set(linked) == {v for k, v in parent.data.tags.items() if k.startswith("crossprune.run.")}
     assert {r.info.run_name for r in runs if r.data.tags[STAGE_TAG] == "score"} == {
         "score · magnitude · seed 0", "score · taylor@A · seed 0", "score · taylor@B · seed 0"}
+
+
+def test_each_stage_run_logs_only_the_config_it_depends_on(sweep):
+    """train_a knows nothing of criteria or sparsity; score nothing of sparsity; the taylor prune runs their own
+    criterion and sparsity, and the scoring they prune by (score.data=A), not the one on B they compare it with."""
+    runs = sweep[1]
+    params = {r.info.run_id: r.data.params for r in runs}
+    of = lambda stage: [r.data.params for r in runs if r.data.tags[STAGE_TAG] == stage]  # noqa: E731
+    (train_a,) = of("train_a")
+    assert not {k for k in train_a if k.startswith(("criterion.", "prune.", "score.", "finetune_b.", "control."))}
+    assert {"seed", "model", "model.hidden", "pair.a.name", "train_a.epochs", "train.optimizer.lr"} <= train_a.keys()
+    assert all(not any(k.startswith("prune.sparsity") for k in p) for p in of("score"))
+    assert {p.get("score.data") for p in of("score")} == {None, "A", "B"}  # magnitude is data-free
+    pruned = {(p["criterion.name"], p["prune.sparsity"], p.get("score.data")) for p in of("prune")}
+    assert pruned == {("magnitude", "0.5", None), ("magnitude", "0.9", None), ("taylor", "0.5", "A"), ("taylor", "0.9", "A")}
+    assert all("finetune_b.epochs" in p and "finetune_b.head" in p for p in of("finetune_b"))
+    assert all(not any(k.startswith(("criterion.", "prune.")) for k in p) for p in of("scratch_b_dense"))
+    assert len(params) == len(runs)
+
+
+def test_each_parent_reaches_its_six_stage_runs_by_one_search(sweep):
+    """Cached or not, every stage run a parent used carries crossprune.parent.<its id>: the search in its
+    description lists exactly the six runs its crossprune.run.<stage> tags name."""
+    _, runs, uri = sweep
+    for parent in [r for r in runs if r.data.tags[STAGE_TAG] == "pipeline"]:
+        search = re.search(r"search `` (.+) ``", parent.data.tags["mlflow.note.content"]).group(1)
+        found = mlflow.MlflowClient(uri).search_runs([parent.info.experiment_id], search)
+        assert {r.info.run_id for r in found} == {v for k, v in parent.data.tags.items() if k.startswith("crossprune.run.")}
+        assert len(found) == 6
+
+
+def test_finetune_b_is_a_logged_model_with_a_signature(sweep):
+    """Each finetune_b run's network is an MLflow logged model of that run, whose signature says B's input and
+    output shapes and whose input example loads and runs."""
+    import torch
+
+    _, runs, uri = sweep
+    mlflow.set_tracking_uri(uri)
+    tuned = {r.info.run_id for r in runs if r.data.tags[STAGE_TAG] == "finetune_b"}
+    models = mlflow.search_logged_models(experiment_ids=[runs[0].info.experiment_id], output_format="list")
+    assert {m.source_run_id for m in models} == tuned and all(m.name == "finetune_b" for m in models)
+    info = mlflow.models.get_model_info(f"models:/{models[0].model_id}")
+    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 1, 8, 8)  # digits, one channel
+    assert tuple(info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 5)  # B's five classes
+    net = mlflow.pytorch.load_model(f"models:/{models[0].model_id}")
+    assert net(torch.zeros(3, 1, 8, 8)).shape == (3, 5)

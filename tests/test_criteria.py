@@ -15,7 +15,8 @@ from crossprune.criteria import Batch, Loss, fisher, grasp, snip, synflow, taylo
 from crossprune.models import CNN, MLP
 from crossprune.pruning import select
 
-CONFIGS = sorted((Path(__file__).parents[1] / "conf" / "criterion").glob("*.yaml"))
+# The criteria that score (a pruning method such as sparsegpt has `method` instead, and its own tests).
+CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "conf" / "criterion").glob("*.yaml") if "score" in OmegaConf.load(p))
 NAMES = ["layers.0.weight", "layers.0.bias", "head.weight"]  # head.bias stays unpruned
 
 
@@ -174,7 +175,8 @@ def test_wanda_conv_norms_are_per_input_channel_and_kernel_tap():
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_criterion_config_scores_the_tiny_net(path, tiny):
     net, params, batches, loss = tiny
-    root = OmegaConf.create({"seed": 0, "prune": {"sparsity": 0.5, "scope": "row", "layers": []}, "criterion": OmegaConf.load(path)})
+    root = OmegaConf.create({"seed": 0, "prune": {"sparsity": 0.5, "scope": "row", "layers": [], "pattern": None},
+                              "criterion": OmegaConf.load(path)})
     OmegaConf.resolve(root)
     assert isinstance(root.criterion.data_free, bool)
     score = hydra.utils.instantiate(root.criterion.score)
@@ -188,3 +190,32 @@ def test_every_criterion_config_scores_the_tiny_net(path, tiny):
         other = score(net, params, make_batches(9, n=1), None)
         for name in params:
             torch.testing.assert_close(got[name], other[name], rtol=0, atol=0)
+
+
+class Blocks(torch.nn.Module):
+    """Two blocks of two Linear layers, as a language model's decoder layers are Wanda's units."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 4))
+                                          for _ in range(2))
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+def test_wanda_calibrates_a_block_on_its_dense_self_and_the_next_on_it_pruned():
+    torch.manual_seed(0)
+    net = Blocks()
+    params = {n: p for n, p in net.named_parameters() if n.endswith("weight")}
+    batches = [Batch(torch.randn(8, 4), torch.zeros(8, dtype=torch.long), "A")]
+    got = wanda.score(net, params, batches, None, 0.5, "row")
+    x = batches[0].x
+    inner = torch.relu(net.blocks[0][0](x)).detach()  # block 0's second layer: its block still dense
+    torch.testing.assert_close(got["blocks.0.2.weight"], net.blocks[0][2].weight.detach().abs() * inner.norm(dim=0))
+    cut = select({n: got[n] for n in ("blocks.0.0.weight", "blocks.0.2.weight")}, 0.5, "row")
+    pruned = F.linear(torch.relu(F.linear(x, net.blocks[0][0].weight * cut["blocks.0.0.weight"], net.blocks[0][0].bias)),
+                      net.blocks[0][2].weight * cut["blocks.0.2.weight"], net.blocks[0][2].bias).detach()
+    torch.testing.assert_close(got["blocks.1.0.weight"], net.blocks[1][0].weight.detach().abs() * pruned.norm(dim=0))

@@ -58,10 +58,12 @@ def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=repo, check=True, env={**os.environ, **GIT_USER})
 
 
-def dvc(repo: Path, *args: str) -> str:
-    """A dvc command in the clone, as a newcomer types it: no venv on PATH, the clone's own sources and store."""
-    env = {**os.environ, **GIT_USER, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(repo / "src"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{repo}/mlruns/mlflow.db",
+def dvc(repo: Path, *args: str, store: bool = True) -> str:
+    """A dvc command in the clone, as a newcomer types it: no venv on PATH, the clone's own sources and (`store`)
+    its store named by MLFLOW_TRACKING_URI; without it, conf/'s relative default."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, **GIT_USER, "DVC_NO_ANALYTICS": "1",
+           "PYTHONPATH": str(repo / "src"),
+           **({"MLFLOW_TRACKING_URI": f"sqlite:///{repo}/mlruns/mlflow.db"} if store else {}),
            "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != DVC.parent)}
     done = subprocess.run([str(DVC), *args], cwd=repo, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"dvc {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
@@ -78,7 +80,7 @@ def test_exp_run_reproduces_study_and_report_with_dvc_params_and_metrics(clone):
     changed = json.loads(dvc(clone, "params", "diff", "--json"))["params.yaml"]["prune.sparsity"]  # vs the commit
     assert (changed["old"], changed["new"]) == (0.9, 0.5)
     record = json.loads((clone / "pipelines/out/study.json").read_text())
-    client = MlflowClient(record["tracking"]["uri"])
+    client = MlflowClient(recorded_store(clone, record))
     ran = [client.get_run(r["run"]).data.params for r in record["runs"]]
     assert {p["criterion.name"] for p in ran} == {"magnitude", "random"}
     assert {p["prune.sparsity"] for p in ran} == {"0.5"}
@@ -89,3 +91,28 @@ def test_exp_run_reproduces_study_and_report_with_dvc_params_and_metrics(clone):
     assert sorted((clone / "pipelines/out/plots").glob("*.png"))  # the report's figures, DVC's plots
     with Repo(str(clone)) as repo:  # in-process: a second dvc start-up would cost 2 s of the minute
         assert repo.status() == {}  # the lock matches the clone: `dvc repro` has nothing to redo
+
+
+def recorded_store(workspace: Path, record: dict) -> str:
+    """The store a study record names: a relative sqlite store is the workspace's (the record is committed)."""
+    uri = record["tracking"]["uri"]
+    relative = uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")
+    return f"sqlite:///{workspace / uri.removeprefix('sqlite:///')}" if relative else uri
+
+
+def test_exp_run_in_a_temporary_copy_keeps_its_runs_in_the_workspace_store(clone):
+    """`dvc exp run --temp` runs the stages in a copy under .dvc/tmp that it then deletes; conf/'s relative store
+    must still be the workspace's, so the runs, the report run and the record that names them all survive."""
+    dvc(clone, "exp", "run", "--temp", "-n", "tiny-temp", "-S", "prune.sparsity=0.5", store=False)
+    assert not list((clone / ".dvc" / "tmp" / "exps").glob("tmp*"))  # the copy is gone
+    dvc(clone, "exp", "apply", "tiny-temp", store=False)  # its outputs, as git keeps them, into the workspace
+    record = json.loads((clone / "pipelines/out/study.json").read_text())
+    assert record["tracking"]["uri"] == "sqlite:///mlruns/mlflow.db"  # as committed: relative to the workspace
+    client = MlflowClient(f"sqlite:///{clone}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("crossprune").experiment_id
+    parents = [client.get_run(r["run"]) for r in record["runs"]]
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    assert {p.data.params["prune.sparsity"] for p in parents} == {"0.5"}
+    assert all(p.data.tags["crossprune.sweep"].startswith(str(clone.resolve() / "mlruns" / "multirun")) for p in parents)
+    reports = client.search_runs([experiment], "tags.`crossprune.stage` = 'report'")
+    assert len(reports) == 1 and reports[0].data.tags["crossprune.study"] == record["name"]

@@ -3,6 +3,7 @@ and the set-up, all on tiny IDX files written here; one test reads the real file
 
 import gzip
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,36 +19,9 @@ from crossprune.data.fashion import CLASSES, fashion_mnist
 from crossprune.data.fashion_files import FILES
 from crossprune.data.idx import read_idx
 from crossprune.store.tracking import STAGE_TAG
+from fashion_data import idx, images, write
 
 TINY = ["train_a.epochs=2", "finetune_b.epochs=1", "trainer.progress_bar=false", "score.batches=2", "eval.max_samples=200"]
-PER_CLASS = {"train": 20, "test": 4}  # images per class written into each split's files
-
-
-def idx(array: np.ndarray) -> bytes:
-    """The IDX bytes of a uint8 array: magic 0x0000 08 <ndim>, each dimension as a big-endian 4-byte integer."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def images(split: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """28x28 uint8 images whose class c is a centred square of value 60 + 19c on noise: learnable by an MLP and by a
-    CNN that pools globally. Labels interleaved (0, 1, ..., 9, 0, ...), as a real file's are mixed."""
-    rng = np.random.default_rng(seed)
-    y = np.tile(np.arange(10), PER_CLASS[split]).astype(np.uint8)
-    x = rng.integers(0, 40, (len(y), 28, 28)).astype(np.uint8)
-    x[:, 8:20, 8:20] = (60 + 19 * y)[:, None, None]
-    return x, y
-
-
-def write(folder: Path, gz: bool = True, seed: int = 0) -> Path:
-    """The four files of a tiny Fashion-MNIST in `folder`, gzipped or plain."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        x, y = images(split, seed)
-        for name, array in ((f"{prefix}-images-idx3-ubyte", x), (f"{prefix}-labels-idx1-ubyte", y)):
-            data = idx(array)
-            (folder / f"{name}.gz").write_bytes(gzip.compress(data)) if gz else (folder / name).write_bytes(data)
-    return folder
 
 
 @pytest.fixture
@@ -204,7 +178,7 @@ def test_fashion_split_end_to_end_names_its_files_with_their_digests(tmp_path, c
     """Every stage FINISHED on tiny IDX files; the parent's datasets name the folder, each file's sha256 a tag."""
     folder = write(tmp_path / "f", gz=False)
     small = ["model.channels=[4,8]"] if model == "cnn" else ["model.hidden=[16,8]", "prune=structured"]  # rebuilt smaller
-    code, out, err = cli_run("pair=fashion_split", f"pair.root={folder}", f"model={model}", *small)
+    code, _, err = cli_run("pair=fashion_split", f"pair.root={folder}", f"model={model}", *small)
     assert code == 0, err
     runs = store_runs(f"sqlite:///{tmp_path}/mlflow.db")
     assert runs and all(r.info.status == "FINISHED" for r in runs)
@@ -224,8 +198,8 @@ def test_fashion_split_end_to_end_names_its_files_with_their_digests(tmp_path, c
 
 @pytest.mark.parametrize("case, says", [
     ("nowhere", "no Fashion-MNIST files in {tmp}/gone or {tmp}/gone/FashionMNIST/raw: give pair.root a folder holding"),
-    ("truncated", "{tmp}/f/train-images-idx3-ubyte.gz is truncated: its header says 200 x 28 x 28 = 156800 values, it "
-                  "holds 156700: replace it with the original (python -m crossprune.data.fashion_setup fetches it)"),
+    ("truncated", ("{tmp}/f/train-images-idx3-ubyte.gz is truncated: its header says 200 x 28 x 28 = 156800 values, it "
+                   "holds 156700: replace it with the original (python -m crossprune.data.fashion_setup fetches it)")),
     ("magic", "{tmp}/f/train-images-idx3-ubyte.gz is not an IDX images file (magic number 2049, expected magic number 2051)"),
 ])
 def test_bad_files_through_the_cli_are_one_line_and_run_nothing(tmp_path, monkeypatch, cli_run, case, says):
@@ -251,7 +225,7 @@ def test_setup_does_nothing_when_the_files_are_there(nowhere, monkeypatch, capsy
     assert capsys.readouterr().out == f"Fashion-MNIST: {nowhere / 'cache' / 'crossprune' / 'fashion-mnist'} (already there)\n"
 
 
-@pytest.mark.skipif(subprocess.run(["which", "dpkg-deb"], capture_output=True).returncode != 0, reason="needs dpkg-deb (Debian)")
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)")
 def test_setup_without_root_unpacks_the_package_into_the_cache(nowhere, monkeypatch, capsys):
     """`apt-get download` stands in for by a .deb built here (the real one is 31 MB); dpkg -x unpacks it for real."""
     tree = write(nowhere / "pkg" / "usr" / "share" / "datasets" / "fashion-mnist").parents[3]

@@ -42,7 +42,7 @@ def train_a(b: float = DENSE_B) -> dict:
     return {"A/acc": DENSE_A, "B/fixed_head_acc": b, "A/chance": 0.1, "B/chance": CHANCE_B}
 
 
-def digits(sparsities=(0.8, 0.95), scratch: bool = True, cka: bool = False) -> list:
+def digits(sparsities=(0.8, 0.95), scratch: bool = True, cka: bool = False, **config) -> list:
     """Magnitude pruning on a split pair: the fixed head's fall, A kept, fine-tuning against scratch."""
     out = []
     for s, o in zip(SEEDS, OFFSETS):
@@ -53,7 +53,7 @@ def digits(sparsities=(0.8, 0.95), scratch: bool = True, cka: bool = False) -> l
             stages = {"train_a": train_a(), "prune": prune, "finetune_b": {"B/acc": FINETUNED + o}}
             if scratch:
                 stages |= {"scratch_b_dense": {"B/acc": SCRATCH}, "scratch_b_sparse": {"B/acc": SPARSE}}
-            out.append(run("p_digits", s, stages, prune__sparsity=sparsity))
+            out.append(run("p_digits", s, stages, prune__sparsity=sparsity, **config))
     return out
 
 
@@ -106,6 +106,15 @@ def test_the_fixed_head_statement_gives_the_measured_fall_worst_first(table):
     shifted = [s for s in said if s.startswith("**p_shift")]
     assert len(shifted) == 2 and "severity 0 (B = A)" in shifted[-1] and "taylor scored on A" in shifted[0]
     assert "to 0.400 [0.400, 0.400], a drop of 0.300 [0.300, 0.300]; chance on B is 0.200" in shifted[0]
+
+
+def test_a_place_with_several_cells_states_its_worst_and_what_sets_it_apart():
+    specs = digits(sparsities=(0.95,), scratch=False, prune__kind="unstructured")
+    specs += [run("p_digits", s, {"train_a": train_a(), "prune": {"B/fixed_head_acc": 0.6, "A/acc": 0.9}}, prune__kind="structured",
+                  criterion__name="taylor", prune__sparsity=0.95) for s in SEEDS]
+    [said] = words(runs.tabulate(specs))["B through A's fixed head, and A's own accuracy, right after pruning"]
+    assert said.startswith("**p_digits, sparsity 0.95** — magnitude (data-free), prune.kind = unstructured: ")
+    assert f"to {expected(FIXED_HEAD[0.95] + OFFSETS)}" in said and said.endswith("(n = 3 seeds; the worst of 2 cells here).")
 
 
 def test_the_mask_statement_keeps_severity_zero_apart_and_gives_the_floor(table):
@@ -183,7 +192,7 @@ def test_a_single_value_is_never_drawn_as_a_vs_plot(table):
     """One sparsity (the shift pair), one epoch, one severity: points per line, or no figure; never an x axis of one value."""
     fig = plots.sparsity(table, 0.95)["sparsity_p_shift"]
     assert not any(ax.get_xlabel() == plots.SPARSITY for ax in fig.axes)
-    ticks = [t.get_text().replace("\n", " ") for t in fig.axes[0].get_xticklabels()]
+    ticks = [t.get_text().replace("\n", " · ") for t in fig.axes[0].get_xticklabels()]
     assert ticks == ["taylor · scored on A", "taylor · scored on B"]
     one_epoch = {rid: [(0, 0.5)] for rid in table["run_id"]}
     assert plots.curves(table, one_epoch.get, 0.95) == {}
@@ -194,7 +203,7 @@ def test_a_single_value_is_never_drawn_as_a_vs_plot(table):
 
 def test_severity_zero_is_its_own_point_in_the_mask_iou(table):
     [ax] = plots.mask_iou(table, 0.95)["mask_iou"].axes
-    ticks = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
+    ticks = [t.get_text().replace("\n", " · ") for t in ax.get_xticklabels()]
     assert ticks == ["taylor · severity 0 (B = A)", "taylor · severity 1", "taylor · severity 0 (B = A) · A vs A",
                      "taylor · severity 1 · A vs A"]
     points = [line.get_ydata()[0] for line in ax.get_lines() if line.get_marker() == "o"]
@@ -216,7 +225,7 @@ def test_the_cka_band_stays_within_one():
     bands = [c for ax in fig.axes for c in ax.collections if isinstance(c, PolyCollection)]
     top = max(path.vertices[:, 1].max() for band in bands for path in band.get_paths())
     assert bands and top == pytest.approx(1.0)  # unclipped, the t-interval over CKA reaches 1.03
-    assert "clipped to the feasible [0, 1]" in fig.get_suptitle()
+    assert "clipped to the feasible [0, 1]" in " ".join(fig.get_suptitle().split())  # said in the caption
     assert np.mean(CKA) + scipy_stats.t.ppf(0.975, 2) * np.std(CKA, ddof=1) / np.sqrt(3) > 1
 
 

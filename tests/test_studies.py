@@ -21,6 +21,10 @@ NARROW = {  # each preset cut to two seeds and one cell per arm, so that every c
     "mitigations": ["prune.sparsity=0.8", *MNIST1D],
     "sanity": ["pair=digits_split", "prune.sparsity=0.9"],
     "seed_claims": ["++pair.num_samples=600"],  # only the capacity grid's pair reads it; the grid sets it, this wins
+    "lm_calibration": ["criterion=wanda", "prune.sparsity=0.3,0.7", "pair.a.max_bytes=20000", "pair.seqlen=32",
+                       "pair.b.paths=[/usr/share/common-licenses]",  # on every Debian machine: no set-up for the test
+                       "model.config.hidden_size=32", "model.config.intermediate_size=64", "model.config.num_attention_heads=2",
+                       "model.config.num_key_value_heads=2", "train_a.epochs=1", "score.nsamples=8"],
 }
 CLAIMS = {
     "capacity": {"capacity"},
@@ -28,6 +32,7 @@ CLAIMS = {
     "init": {"init", "init_sparse", "init_random_mask"},
     "mitigations": {"mitigation:score_B", "mitigation:mix", "mitigation:finetune_then_prune", "mitigation:distill"},
     "sanity": {"sanity", "sanity_random"},
+    "lm_calibration": set(),  # report/claims_lm.py's LM_CLAIMS, once the report judges them
 }
 
 

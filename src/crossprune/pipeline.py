@@ -12,17 +12,20 @@ from crossprune.stages.compute import machine, pin_threads
 from crossprune.stages.context import Context
 from crossprune.stages.datasets import log_datasets
 from crossprune.store import answer, connect, names, parent, tracking
+from crossprune.store.failures import Terminated, sigterm_raises, store_failure
 from crossprune.store.names import score_data
 from crossprune.store.locks import FAILURE_TAG
 from crossprune.store.tracking import Result, StageFailed
 
 
+@sigterm_raises()
 def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[str] = ()) -> list[Result]:
     """Run (or reuse) the needed stages; the Results' metrics stay valid, their files only while this runs.
-    `sweep` (a multirun's folder) and the job's `overrides` tag the parent, so the sweep's table can show its points."""
-    connect.connect(cfg.tracking)
-    job = answer.job_key(cfg)  # now: the files the run reads, not whatever is at those paths when it ends
+    `sweep` (a multirun's folder) and the job's `overrides` tag the parent, so the sweep's table can show its points.
+    Ctrl-C or SIGTERM marks the open runs KILLED (exit 130 or 143); a store that fails is one line (StoreError)."""
     try:
+        connect.connect(cfg.tracking)
+        job = answer.job_key(cfg)  # now: the files the run reads, not whatever is at those paths when it ends
         with tempfile.TemporaryDirectory(prefix="crossprune-") as workdir, tracking.tracked(names.parent_name(cfg, overrides),
                 parent.tags(cfg, sweep, overrides), system_metrics=cfg.tracking.get("system_metrics", False)) as run:
             ctx = Context(cfg, pair, Path(workdir))
@@ -33,10 +36,15 @@ def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[s
                 raise
             finally:
                 ctx.release()  # a claim left by a stage that failed between looking up its key and tracking it
-    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (inside fit, Lightning turns it into SystemExit(1))
-        tracking.say(f"interrupted: {tracking.kill_open_runs()} open run(s) marked KILLED")
-        raise SystemExit(130) from e
-    parent.write_summary(cfg, results)
+        parent.write_summary(cfg, results)
+    except (KeyboardInterrupt, SystemExit, Terminated) as e:  # Ctrl-C (inside fit, Lightning turns it into SystemExit(1))
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        tracking.say(f"{how}: {tracking.kill_open_runs()} open run(s) marked KILLED")
+        raise SystemExit(143 if isinstance(e, Terminated) else 130) from e
+    except Exception as e:
+        if (failure := store_failure(e, cfg.tracking.uri)) is None:
+            raise
+        raise failure from e
     return results
 
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 import crossprune.config.schema  # noqa: F401  the config's types, in Hydra's ConfigStore before anything is composed
 from crossprune.cli import sweeper
 from crossprune.cli.sweeper import jobs_of
-from crossprune.config.errors import ConfigError, composing
+from crossprune.config.errors import ConfigError, composing, redact_logs
 from crossprune.config.errors import stop_on_bad_input as stop_with
 
 stop_on_bad_input = partial(stop_with, "crossprune")
@@ -92,7 +92,8 @@ def preflight(argv: list[str]) -> None:
         from crossprune.config.overrides import check_overrides  # noqa: PLC0415
         from crossprune.config.writable import check_hydra_dirs  # noqa: PLC0415
 
-        check_overrides(args.overrides)  # a key given twice, a name its file sets
+        swept = {o.key_or_group for o in OverridesParser.create().parse_overrides(args.overrides) if o.is_sweep_override()}
+        check_overrides(args.overrides, swept if args.multirun else set())  # a swept key given twice, a name its file sets
         jobs = [args.overrides]
         if args.multirun and not other_sweeper(args.overrides):
             parsed = OverridesParser.create().parse_overrides(args.overrides)
@@ -109,7 +110,7 @@ def preflight(argv: list[str]) -> None:
         if len(jobs) > 1:  # what the next seconds (torch, Lightning and MLflow loading) are spent on
             from rich.console import Console  # noqa: PLC0415
 
-            Console(stderr=True).print(f"[dim]▸ {len(jobs)} jobs: each is checked (data, model, trainer) or found in the store before any runs[/]")
+            Console(stderr=True, soft_wrap=True).print(f"[dim]▸ {len(jobs)} jobs: each is checked (data, model, trainer) or found in the store before any runs[/]")
         for overrides in jobs:
             cfg = compose(config, overrides=list(overrides))
             from crossprune.cli.checks import validate  # noqa: PLC0415
@@ -118,7 +119,7 @@ def preflight(argv: list[str]) -> None:
             check_values(cfg)  # a typo is told before anything heavy loads
             from crossprune.store import answer, parent  # noqa: PLC0415  (mlflow; torch and scikit-learn only for a job to run)
 
-            check_overrides(args.overrides, parent.needed(cfg))  # an objective this job would return NaN for
+            check_overrides(args.overrides, stages_run=parent.needed(cfg))  # an objective this job would return NaN for
 
             if found := answer.find(cfg):  # a job the store answers was validated when it ran
                 sweeper.answered[sweeper.job_id(overrides)] = (cfg, found)  # the study sweeper replies without launching it
@@ -163,6 +164,7 @@ def answer_help(argv: list[str]) -> bool:
 
 
 def main() -> None:
+    redact_logs()  # Hydra logs each sweep point's overrides: never a password in tracking.uri
     stop_on_bad_input(one_mode, sys.argv[1:])
     if stop_on_bad_input(answer_help, sys.argv[1:]):
         return

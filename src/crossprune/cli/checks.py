@@ -49,13 +49,13 @@ def check_built(cfg: DictConfig) -> Pair:
         raise ConfigError(f"pair {cfg.pair.name} cannot be built: {one_line(e.__cause__ or e)}") from e
     require(cfg.finetune_b.head == "reinit" or pair.shared_labels, f"finetune_b.head=keep needs A and B to share labels, and {pair.name} does not")
     task = task_of(cfg)
+    task.check(cfg)  # the model fits the pair's task (a language model for text), before the model is built
     for side in ("a", "b") if task.labelled else ():  # a listed class the data lacks: a head unit trained on nothing, accuracy out of k-1
         data = pair[side.upper()]
         seen = set(torch.as_tensor(data.train.y).unique().tolist())
         absent = [c for i, c in enumerate(data.classes) if i not in seen]
         require(not absent, f"pair.{side}.classes={list(data.classes)}: {data.name} has no training samples of class {absent}")
     net = fits(cfg, pair)
-    task.check(cfg, net)
     length = pair.a.input_shape[0]
     require(cfg.score.seqlen is None or (hasattr(net, "blocks") and cfg.score.seqlen <= length),
             f"score.seqlen={cfg.score.seqlen} cuts a language model's calibration sequences, at most the data's {length} tokens")

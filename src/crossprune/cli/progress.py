@@ -64,12 +64,13 @@ def job_started(config: DictConfig) -> None:
     SWEEP.started = SWEEP.started or now
     total, done = SWEEP.launched + SWEEP.answered, num + SWEEP.answered
     elapsed = now - SWEEP.started
-    eta = f"ETA {clock(elapsed / num * (SWEEP.launched - num))}" if num else "ETA after the first point"
+    eta = f"ETA {clock(elapsed / num * (SWEEP.launched - num))}" if num else "ETA –"
     shown = varied(list(config.hydra.overrides.task), os.environ.get(VARIES_ENV))
     line = Table.grid(padding=(0, 1))
     line.add_row(Text(f"point {done + 1}/{total}", style="bold"), ProgressBar(total=total, completed=done, width=16),
                  Text(f"{clock(elapsed)} elapsed · {eta}", style="cyan"), Text(shown))
-    Console(stderr=True).print(line)
+    terminal = Console(stderr=True)
+    (terminal if terminal.is_terminal else Console(stderr=True, width=max(terminal.width, 160))).print(line)  # a log: one line
 
 
 def varied(overrides: list[str], varies: str | None) -> str:

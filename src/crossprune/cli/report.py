@@ -3,6 +3,7 @@
 import math
 import re
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from crossprune.config.errors import ConfigError, composing, stop_on_bad_input
+from crossprune.config.errors import ConfigError, composing, redact_logs, stop_on_bad_input
 from crossprune.config.writable import check_store
 from crossprune.config.schema import (  # importing it registers the config's types
     unknown_key_message,
@@ -62,8 +63,9 @@ def report(cfg: DictConfig):
 def log_verdicts(client, run_id: str, verdicts, table) -> None:
     """On the report run: each verdict's effect, CI and n as metrics (`capacity.mnist1d_shift/effect`: chartable
     across report runs), the verdict as a tag, the source commit, and the ids of the parent runs it read."""
+    from mlflow.entities import Metric, RunTag  # noqa: PLC0415
+
     from crossprune.store.provenance import code_state  # noqa: PLC0415
-    from crossprune.store.tracking import log_batch  # noqa: PLC0415
 
     metrics, tags = {}, {}
     for v in verdicts.itertuples():
@@ -74,17 +76,20 @@ def log_verdicts(client, run_id: str, verdicts, table) -> None:
     read = sorted(set(table["parent_id"]))
     tags |= {"mlflow.source.git.commit": commit, "crossprune.git_dirty": dirty, "crossprune.runs_read": " ".join(read)[:8000],
              "crossprune.runs_read_count": str(len(read))}
-    log_batch(run_id, metrics, tags)
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> None:
     judged, out, run_id = stop_on_bad_input("crossprune-report", report, cfg)
-    table = Table("claim", "pair", f"effect [{cfg.report.confidence:.0%} CI]", "n", "verdict", title=escape(f"study {cfg.study.name}"))  # a name may hold [..]: text, not markup
+    table = Table("claim", "pair", "cell", f"effect [{cfg.report.confidence:.0%} CI]", "n", "adj. p", "verdict",
+                  title=escape(f"study {cfg.study.name}"))  # a name may hold [..]: text, not markup
     for r in judged.verdicts.itertuples():
         colour = COLOURS[r.verdict]
         effect = f"{signed(r.effect)} [{signed(r.ci_low)}, {signed(r.ci_high)}]"
-        table.add_row(r.claim, r.pair, effect, str(r.n), f"[{colour}]{r.verdict}[/]")
+        p = "—" if math.isnan(r.p_holm) else f"{min(r.p_holm, r.p_refute_holm):.2g}"
+        table.add_row(escape(r.claim), escape(r.pair), escape(r.cell), effect, str(r.n), p, f"[{colour}]{r.verdict}[/]")
     console = Console() if Console().is_terminal else Console(width=max(Console().width, 110))  # a terminal's own width
     console.print(table)
     console.print(f"Report: {out.resolve() / 'report.md'} (and report.html); MLflow run {run_id}")
@@ -106,5 +111,6 @@ def preflight(argv: list[str]) -> None:
 
 
 def main() -> None:
+    redact_logs()
     stop_on_bad_input("crossprune-report", preflight, sys.argv[1:])
     app()

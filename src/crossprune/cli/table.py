@@ -5,16 +5,18 @@ import os
 import mlflow
 from omegaconf import DictConfig
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
+from crossprune.config.errors import redact
 from crossprune.store import connect
 from crossprune.store.locks import FAILURE_TAG
 from crossprune.store.names import varying
 from crossprune.store.tracking import say
 
-STAGE_METRICS = ("A/acc", "A/fixed_head_acc", "B/acc", "B/fixed_head_acc", "sparsity")
-SWEEP_METRICS = ("prune/A/acc", "prune/B/fixed_head_acc", "prune/mask_iou_AB", "finetune_b/B/acc", "scratch_b_dense/B/acc")
+STAGE_METRICS = ("A/acc", "A/fixed_head_acc", "A/ppl", "B/acc", "B/fixed_head_acc", "B/ppl", "sparsity")
+SWEEP_METRICS = ("prune/A/acc", "prune/B/fixed_head_acc", "prune/A/ppl", "prune/B/ppl", "prune/mask_iou_AB", "finetune_b/B/acc",
+                 "scratch_b_dense/B/acc")
 MAX_COLUMNS = 4  # swept keys shown as their own columns; more go into one column
 NOT_SWEPT = ("study", "tracking.", "paths.", "summary", "hydra", "trainer.")  # never what a reader compares points by
 
@@ -26,9 +28,11 @@ def console() -> Console:
 
 
 def print_pipeline(cfg: DictConfig, results: list) -> None:
-    table = Table("stage", "run", *STAGE_METRICS, title=f"{cfg.pair.name} · {cfg.criterion.name} · sparsity {cfg.prune.sparsity}")
+    lm = any("B/ppl" in r.metrics for r in results)  # a language model has perplexities, and no fixed heads
+    shown = [m for m in STAGE_METRICS if ("fixed_head" if lm else "/ppl") not in m]
+    table = Table("stage", "run", *shown, title=f"{cfg.pair.name} · {cfg.criterion.name} · sparsity {cfg.prune.sparsity}")
     for r in results:
-        cells = [f"{r.metrics[m]:.3f}" if m in r.metrics else "—" for m in STAGE_METRICS]
+        cells = [f"{r.metrics[m]:.3f}" if m in r.metrics else "—" for m in shown]
         table.add_row(r.stage, r.run_id[:8] + (" (cached)" if r.cached else ""), *cells)
     console().print(table)
     console().print(f"Open the MLflow UI:  {ui_hint(cfg.tracking.uri)}")
@@ -49,7 +53,9 @@ def print_sweep(cfg: DictConfig, sweep: str, since_ms: int) -> None:
     headers = [m.replace("/", "\n", 1) for m in metrics]  # stage over metric: narrow columns stay readable
     wide = len(swept) > MAX_COLUMNS  # a study's union of grids varies many keys: one wrapped column of them
     failed = [(r, p) for r, p in zip(runs, points) if r.info.status == "FAILED"]
-    table = Table(*(["point"] if wide else swept), *headers, *(["failed"] if failed else []), title=f"{len(runs)} points · {sweep}")
+    values = [Column(h, no_wrap=not wide) for h in (["point"] if wide else swept)]  # a value whole; a header may fold
+    columns = [*values, *[Column(h, overflow="fold") for h in [*headers, *(["failed"] if failed else [])]]]
+    table = Table(*columns, title=f"{len(runs)} points · {os.path.normpath(sweep)}", show_edge=False)  # no edges: 4 columns more
     for r, p in zip(runs, points):
         values = [f"{k}={p[k]}" for k in swept if k in p] if wide else [p.get(k, "—") for k in swept]
         cells = [f"{r.data.metrics[m]:.3f}" if m in r.data.metrics else "—" for m in metrics]
@@ -73,4 +79,5 @@ def ui_hint(uri: str) -> str:
     """The command that shows this store: `mlflow ui` for a local database, the server's own address otherwise."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: spelt as short as it goes
         uri = f"sqlite:///{os.path.normpath(uri.removeprefix('sqlite:///'))}"
+    uri = redact(uri)  # the terminal never shows a password
     return f"open {uri}" if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"

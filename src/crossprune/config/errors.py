@@ -1,6 +1,7 @@
 """Bad input: one exception whose message is the one line the user sees, and how the commands show it (light: no
 torch, no mlflow)."""
 
+import logging
 import os
 import re
 import sys
@@ -36,6 +37,22 @@ def redact(text: str) -> str:
     """`text` with any password a URI carries replaced by ***: a credential never reaches the terminal, a log, a tag
     or a param."""
     return SECRET_QUERY.sub(r"\g<key>***", USERINFO.sub(r"\g<scheme>\g<user>:***@", str(text)))
+
+
+def redact_logs() -> None:
+    """Every log record's message redacted, whoever logs it (Hydra logs a sweep's overrides, urllib3 the URLs it
+    retries); once per process."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "redacts", False):
+        return
+
+    def record(*args, **kwargs) -> logging.LogRecord:
+        made = make(*args, **kwargs)
+        made.msg, made.args = redact(made.getMessage()), ()
+        return made
+
+    record.redacts = True
+    logging.setLogRecordFactory(record)
 
 
 def first_line(e: Exception) -> str:

@@ -1,4 +1,4 @@
-"""Checks of the command line itself, which the composed config no longer shows: a key given twice, a name that
+"""Checks of the command line itself, which the composed config no longer shows: a swept key given twice, a name that
 its config file sets, an objective of a stage the job does not run (light: no torch, no mlflow)."""
 
 from collections import Counter
@@ -12,12 +12,12 @@ def key_of(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def check_overrides(overrides: list[str], stages_run: list[str] | None = None) -> None:
-    """Raise ConfigError for a key the command line sets twice (Hydra applies the last, and a sweep gives the last
-    value to every point), a name a config file sets, or an objective (`stages_run`: what the job runs) that would
-    be NaN."""
+def check_overrides(overrides: list[str], swept: set[str] = frozenset(), stages_run: list[str] | None = None) -> None:
+    """Raise ConfigError for a swept key (in `swept`) the command line sets twice (Hydra crosses both, and the last
+    wins in every point: points that look different run the same), a name a config file sets, or an objective
+    (`stages_run`: what the job runs) that would be NaN. A plain key set twice takes the last value, as in Hydra."""
     given = [o for o in overrides if not o.startswith("hydra")]
-    twice = [k for k, n in Counter(key_of(o) for o in given).items() if n > 1]
+    twice = [k for k, n in Counter(key_of(o) for o in given).items() if n > 1 and k in swept]
     if twice:
         both = " and ".join(o for o in given if key_of(o) == twice[0])
         raise ConfigError(f"{twice[0]} is given twice ({both}): give it once, its values separated by commas")

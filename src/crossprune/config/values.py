@@ -88,7 +88,7 @@ def check_pruning(cfg: DictConfig) -> None:
     require(isinstance(sequential, bool), f"criterion.sequential must be true or false, got {sequential!r}")
     require(p.rounds == 1 or "sparsity" not in score or score.get("sequential") is False,
             f"criterion {cfg.criterion.name} prunes iteratively itself towards prune.sparsity: use prune.rounds=1")
-    require(not sequential or (p.scope != "global" and p.kind == "unstructured"),
+    require(not sequential or ((p.scope != "global" or p.pattern is not None) and p.kind == "unstructured"),
             f"criterion {cfg.criterion.name} prunes each layer before it calibrates the next (criterion.sequential=true), "
             f"so it needs a per-layer cut: prune.scope=row (the paper's), layerwise or layers with prune.kind=unstructured, "
             f"or criterion.sequential=false for one shot; got prune.scope={p.scope}, prune.kind={p.kind}")

@@ -2,6 +2,7 @@
 
 Nothing here creates anything: MLflow would otherwise find an unusable store only after minutes of retries."""
 
+import base64
 import os
 import socket
 import tempfile
@@ -10,7 +11,7 @@ import urllib.request
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from crossprune.config.errors import ConfigError
 
@@ -27,7 +28,7 @@ def check_store(tracking) -> None:
     a local folder, can be written)."""
     uri = str(tracking.uri)
     scheme = urlparse(uri).scheme.split("+")[0]  # postgresql+psycopg2:// names a driver
-    artifacts = tracking.get("artifacts")
+    artifacts = getattr(tracking, "artifacts", None)
     if artifacts and urlparse(str(artifacts)).scheme in ("", "file") and (problem := unwritable(Path(urlparse(str(artifacts)).path))):
         raise ConfigError(f"tracking.artifacts={artifacts} cannot be written: {problem}")
     if scheme == "sqlite":
@@ -70,9 +71,16 @@ def check_sqlite(uri: str) -> None:
 
 @cache  # a sweep validates every job: ask a server once per process (a failure raises, so it is never cached)
 def check_server(uri: str) -> None:
-    """A tracking server answers its health check within TIMEOUT_S."""
+    """A tracking server answers its health check within TIMEOUT_S (credentials in the URI sent as basic auth, as
+    MLflow's client sends them: urllib takes none in the address)."""
+    url = urlparse(uri)
+    plain = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl().rstrip("/")
+    request = urllib.request.Request(f"{plain}/health")
+    if url.username is not None:
+        token = base64.b64encode(f"{unquote(url.username)}:{unquote(url.password or '')}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=TIMEOUT_S).close()
+        urllib.request.urlopen(request, timeout=TIMEOUT_S).close()
     except urllib.error.HTTPError as e:
         if e.code not in (401, 403):  # a server that wants credentials answers; MLflow asks for them when it is used
             raise ConfigError(f"tracking.uri={uri} is not an MLflow server: {uri}/health answers HTTP {e.code} {e.reason}") from e

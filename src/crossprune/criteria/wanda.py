@@ -1,12 +1,13 @@
 """Wanda (Sun et al. 2024): |w|·‖x_j‖₂, each weight's magnitude times the norm of the input feature it multiplies,
 over the score batches; biases score |b|.
 
-As locuslab/wanda's lib/prune.py, by default (`sequential`) the layers are calibrated in the order the forward pass
-reaches them, each on inputs through the earlier layers already pruned: to `sparsity` within `scope` (prune.*), by
-the selector the prune stage then applies to these scores, so its mask is the one calibrated here. The paper
-compares weights within each output row (prune.scope=row). sequential=false scores every layer on the dense net in
-one pass. A conv is read as Wanda reads a Linear, through its im2col matrix: one input feature per input channel
-and kernel tap.
+As locuslab/wanda's lib/prune.py, by default (`sequential`) the net is calibrated unit by unit in forward order,
+each on inputs through the units before it already pruned: to `sparsity` within `scope` (or N:M `pattern`; all
+prune.*), by the selector the prune stage then applies to these scores, so its mask is the one calibrated here. A
+unit is one of the net's `blocks` (a language model's decoder layers, as Wanda's; its layers calibrated together
+on the block's input) or else one layer. The paper compares weights within each output row (prune.scope=row).
+sequential=false scores every layer on the dense net in one pass. A conv is read as Wanda reads a Linear, through
+its im2col matrix: one input feature per input channel and kernel tap.
 """
 
 import copy
@@ -17,22 +18,21 @@ from torch import Tensor, nn
 
 from crossprune.pruning.select import select
 
-LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
-
-def score(net, params, batches, loss, sparsity: float, scope: str = "row", layers: list[str] = (), sequential: bool = True):
+def score(net, params, batches, loss, sparsity: float, scope: str = "row", layers: list[str] = (), sequential: bool = True,
+          pattern: str | None = None):
     owners = forward_order(net, {name.rpartition(".")[0] for name in params}, batches[0].x)
     if not sequential:
         return weigh(net, params, input_norms(net, owners, batches))
-    if scope == "global":  # no global threshold exists until every layer is scored
+    if scope == "global" and not pattern:  # no global threshold exists until every layer is scored
         raise ValueError("sequential wanda prunes layer by layer: use scope row, layerwise or layers, or sequential=false")
-    work, scores = copy.deepcopy(net), {}  # pruned layer by layer; the caller's net stays whole
-    for owner in owners:
-        mine = {n: p for n, p in dict(work.named_parameters()).items() if n in params and n.rpartition(".")[0] == owner}
-        got = weigh(work, mine, input_norms(work, [owner], batches))
+    work, scores = copy.deepcopy(net), {}  # pruned unit by unit; the caller's net stays whole
+    for unit in units(net, owners):
+        mine = {n: work.get_parameter(n) for n in params if n.rpartition(".")[0] in unit}
+        got = weigh(work, mine, input_norms(work, unit, batches))
         scores |= got
         # On the CPU, as the prune stage selects: ties break the same way there.
-        mask = select({n: s.cpu() for n, s in got.items()}, sparsity, scope, list(layers))
+        mask = select({n: s.cpu() for n, s in got.items()}, sparsity, scope, list(layers), pattern=pattern)
         with torch.no_grad():
             for n, p in mine.items():
                 p.mul_(mask[n].to(p.device))
@@ -57,6 +57,16 @@ def forward_order(net: nn.Module, owners: set[str], x: Tensor) -> list[str]:
     if missed:
         raise ValueError(f"wanda: the forward pass never reaches {', '.join(sorted(missed))}")
     return seen
+
+
+def units(net: nn.Module, owners: list[str]) -> list[list[str]]:
+    """`owners` (in forward order) grouped by the net's block that holds them; one alone outside every block."""
+    names = {id(m): n for n, m in net.named_modules()}
+    prefixes = [names[id(b)] + "." for b in getattr(net, "blocks", [])]
+    grouped: dict[str, list[str]] = {}
+    for o in owners:
+        grouped.setdefault(next((p for p in prefixes if o.startswith(p)), o), []).append(o)
+    return list(grouped.values())
 
 
 def input_norms(net: nn.Module, owners: list[str], batches) -> dict[str, Tensor]:

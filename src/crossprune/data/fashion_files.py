@@ -22,7 +22,10 @@ def cache_dir() -> Path:
 
 def folders(root: str | None) -> list[Path]:
     """The folders searched, in order."""
-    return [Path(root), Path(root) / "FashionMNIST" / "raw"] if root is not None else [DEBIAN, cache_dir()]
+    if root is None:
+        return [DEBIAN, cache_dir()]
+    folder = Path(root).expanduser()
+    return [folder, folder / "FashionMNIST" / "raw"]
 
 
 def in_folder(folder: Path) -> dict[str, Path]:
@@ -47,7 +50,7 @@ def find(root: str | None) -> dict[str, Path]:
             missing = ", ".join(FILES[r] for r in FILES if r not in found)
             raise ValueError(f"Fashion-MNIST in {folder} lacks {missing} (.gz or plain): put all four IDX files there"
                              f"{'' if root else f', or run {SETUP} to fetch them'}")
-    where = " or ".join(str(f) for f in searched)
+    where = " or ".join(str(f) for f in searched) + ("" if searched[0].is_absolute() else f" (relative to {Path.cwd()})")
     fix = f"give pair.root a folder holding the four IDX files ({', '.join(FILES.values())}, .gz or plain)"
     if root is None:
         fix = f"run {SETUP} (installs Debian's {PACKAGE}, or unpacks it into {cache_dir()} without root), or {fix}"

@@ -36,7 +36,7 @@ def damage(folder: Path) -> str | None:
 def apt(*args: str, cwd: str | None = None) -> None:
     """Run apt-get (or dpkg); a failure raises with the tool's last line of output."""
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd)
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, check=False)
     if done.returncode != 0:
         last = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
         raise RuntimeError(f"`{' '.join(args)}` failed: {last}")

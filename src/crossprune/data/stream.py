@@ -54,11 +54,11 @@ class Source:
 
     def fingerprint(self) -> str:
         """What decides its images besides the rows: the dataset, its transform, the torch and torchvision that
-        decode them, and every file under its root by path, size and mtime_ns. Hashing the images themselves would
-        read the whole data, as long as an epoch; a replaced or edited file changes its size or mtime. Read afresh
-        at each build (load's cache keeps a Source, and a stream reads its files when it iterates)."""
+        decode them, and every file under its root by path, size, mtime, inode and ctime. Hashing the images
+        themselves would read the whole data, as long as an epoch; a replaced or edited file changes one of them
+        (crossprune.store.provenance.file_stats). Read afresh at each build (load's cache keeps a Source, and a stream reads its files when it iterates)."""
         parts = [self.where, repr(getattr(self.ds, "transform", None)), torch.__version__, torchvision.__version__]
-        parts += [f"{os.path.relpath(path, self.root)} {size} {mtime}" for path, size, mtime in file_stats(self.root)] if self.root else []
+        parts += [f"{os.path.relpath(path, self.root)} {stamp}" for path, *stamp in file_stats(self.root)] if self.root else []
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

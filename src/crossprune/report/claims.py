@@ -95,10 +95,17 @@ A_ABOVE_CHANCE = Instrument("train_a", "A/acc", ("chance_A",))
 SCRATCH_ABOVE_CHANCE = Instrument("scratch_b_dense", "B/acc", ("chance_B",))
 BASELINE_ABOVE_CHANCE = Instrument("finetune_b", "B/acc", ("chance_B",))
 SCORED = {"score_data": unlike("none"), "prune.scope": unlike("layers")}  # data-dependent criteria, whole network
+DISTINCT = {"pair.severity": unlike(0)}  # severity 0 is A itself: the capacity effect is 0 there by construction
 DEPENDENT = {"score_data": unlike("none")}  # data-free criteria give the same masks whatever the score data
 
 
+SCRATCH_E, SCRATCH_B = {"scratch_b.budget": "E"}, {"scratch_b.budget": "B"}
+
+
 def mitigation(name: str, what: str, change: dict, vary: tuple[str, ...], only: dict | None = None) -> Claim:
+    """A change to the plain pipeline, against the plain pipeline trained on B as long (the `budget_B` column, the
+    epochs on B behind the final network, teacher_b's included, is matched: a mitigation that trains on B twice
+    meets a baseline fine-tuned twice as long)."""
     return Claim(f"mitigation:{name}", f"{what} ends better on B than the baseline (A-scored, pruned, then fine-tuned)",
                  "B/acc", Arm("finetune_b", change | (only or {})), Arm("finetune_b", only or {}), BASELINE_ABOVE_CHANCE, vary)
 
@@ -106,7 +113,8 @@ def mitigation(name: str, what: str, change: dict, vary: tuple[str, ...], only: 
 CLAIMS = (
     Claim("capacity", "Criteria scored on A throw away capacity B needs: scored on B, the pruned network keeps more "
           "B-readable features (fixed train_a B head)", "B/fixed_head_acc",
-          Arm("prune", {"score.data": "B", **SCORED}), Arm("prune", SCORED), FIXED_HEAD, ("score.data",)),
+          Arm("prune", {"score.data": "B", **SCORED, **DISTINCT}), Arm("prune", {**SCORED, **DISTINCT}), FIXED_HEAD,
+          ("score.data",)),
     Claim("capacity_shift", "The capacity lost by scoring on A grows the more A and B differ (per seed, Spearman ρ "
           "of the capacity effect with train_a's dissimilarity/mmd across ≥ 3 severities; a t-interval over seeds)", "B/fixed_head_acc",
           Arm("prune", {"score.data": "B", **SCORED}), Arm("prune", SCORED), FIXED_HEAD, ("score.data",),
@@ -114,13 +122,17 @@ CLAIMS = (
     Claim("hierarchy", "Pruning layers compounds: two layers pruned together cost more A accuracy than their single "
           "drops added", "A/acc", Arm("prune", {"prune.scope": "layers"}), Arm("prune", {"prune.scope": "layers"}),
           A_ABOVE_CHANCE, ("prune.layers",), differences=compounding),
-    Claim("init", "Fine-tuning the pruned A weights on B ends worse than training B from scratch (dense, same budget)",
-          "B/acc", Arm("scratch_b_dense"), Arm("finetune_b"), SCRATCH_ABOVE_CHANCE),
+    Claim("init", "Fine-tuning the pruned A weights on B ends worse than training B from scratch (dense, Scratch-E: "
+          "as many epochs on B as finetune_b)", "B/acc", Arm("scratch_b_dense", SCRATCH_E), Arm("finetune_b", SCRATCH_E),
+          SCRATCH_ABOVE_CHANCE, ("budget_B",)),
+    Claim("init_scratch_B", "Fine-tuning the pruned A weights on B ends worse than training B from scratch (dense, "
+          "Scratch-B: as many optimizer steps as train_a and finetune_b together; Liu et al. 2019)", "B/acc",
+          Arm("scratch_b_dense", SCRATCH_B), Arm("finetune_b", SCRATCH_B), SCRATCH_ABOVE_CHANCE, ("budget_B",)),
     Claim("init_sparse", "Fine-tuning the pruned A weights on B ends worse than A's mask on a fresh init trained on B",
-          "B/acc", Arm("scratch_b_sparse"), Arm("finetune_b"), SCRATCH_ABOVE_CHANCE),
+          "B/acc", Arm("scratch_b_sparse", SCRATCH_E), Arm("finetune_b", SCRATCH_E), SCRATCH_ABOVE_CHANCE, ("budget_B",)),
     Claim("init_random_mask", "Fine-tuning the pruned A weights on B ends worse than a random mask of the same density "
-          "on a fresh init", "B/acc", Arm("scratch_b_sparse", {"control.name": "random_same_density"}),
-          Arm("finetune_b"), SCRATCH_ABOVE_CHANCE, ("control.",)),
+          "on a fresh init", "B/acc", Arm("scratch_b_sparse", {"control.name": "random_same_density", **SCRATCH_E}),
+          Arm("finetune_b", SCRATCH_E), SCRATCH_ABOVE_CHANCE, ("control.", "budget_B")),
     Claim("sanity", "After training, magnitude masks beat their within-layer shuffles on A (Frankle et al. 2021)",
           "A/acc", Arm("prune", {"criterion.name": "magnitude"}),
           Arm("prune", {"criterion.name": "magnitude", "control.name": "shuffle_within_layer"}), A_ABOVE_CHANCE, ("control.",)),
@@ -130,51 +142,58 @@ CLAIMS = (
     mitigation("score_B", "Scoring on B", {"score.data": "B"}, ("score.data",), DEPENDENT),
     mitigation("mix", "Scoring on a mix of A and B", {"score.data": "mix"}, ("score.data",), DEPENDENT),
     mitigation("finetune_then_prune", "Fine-tuning on B before pruning (then scored on any data)",
-               {"order": "finetune_then_prune", "score.data": anything}, ("order", "score.data")),
+               {"order": "finetune_then_prune", "score.data": anything}, ("order", "score.data", "finetune_b.epochs")),
     mitigation("distill", "Distilling from the dense A network fine-tuned on B", {"finetune_b.distill.alpha": positive},
-               ("finetune_b.distill.",)),
+               ("finetune_b.distill.", "finetune_b.epochs")),
 )
 
-RULE = ("instrument fails → not measurable (never refuted); else CI low > 0 and effect ≥ min effect → supported; "
-        "CI high < min effect (an effect of interest is excluded — reversed or negligible) → refuted; "
-        "otherwise inconclusive (also when n is too small for an interval, or when all n units are equal and a sign "
-        "test on n units cannot reach the confidence)")
-OUTCOMES = (  # first match wins: this sequence is RULE
-    ("not measurable", lambda e: not e["margin"] > e["floor"],
-     "instrument fails: {instrument} = {margin:.3g}, not > min effect {floor:g}"),
-    ("inconclusive", lambda e: e["n"] < e["min_n"], "n = {n} < {min_n}: n too small for an interval"),
-    # n identical units (a Spearman ρ over 3 severities takes 4 values) give a t-interval of width 0; the exact sign
-    # test stands in: n equal signs have a two-sided p of 2·0.5^n, so it takes n ≥ 6 seeds at 95%
-    ("inconclusive", lambda e: e["low"] == e["high"] and 2 * 0.5 ** e["n"] > 1 - e["confidence"],
-     "all n = {n} units equal {effect:.3g}: zero spread, and a sign test on {n} equal units reaches only "
-     "{sign_confidence:.1%} < {confidence:.0%}"),
-    ("supported", lambda e: e["low"] > 0 and e["effect"] >= e["min_effect"],
-     "CI low {low:.3g} > 0 and effect {effect:.3g} ≥ min effect {min_effect:g}"),
-    ("refuted", lambda e: e["high"] < e["min_effect"],
-     "CI high {high:.3g} < min effect {min_effect:g}: an effect of interest is excluded"),
-    ("inconclusive", lambda e: True,
-     "CI [{low:.3g}, {high:.3g}] neither clears 0 with effect ≥ {min_effect:g} nor excludes {min_effect:g}"),
-)
+RULE = ("instrument fails → not measurable (never refuted); n below the claim's minimum → inconclusive; else, with "
+        "p-values Holm–Bonferroni-adjusted across every row of the report that reaches a test: adjusted one-sided "
+        "p(effect ≤ 0) < α and effect ≥ min effect → supported; adjusted one-sided p(effect ≥ min effect) < α (an "
+        "effect of interest is excluded — reversed or negligible) → refuted; otherwise inconclusive, with the seeds "
+        "that would decide it at the observed spread. α = (1 − confidence) / 2, so one row alone is judged by its "
+        "two-sided interval; seeds are the units (a t-test over per-seed effects; n equal units: the exact sign test)")
 
 
-def verdict(effect: float, low: float, high: float, n: int, min_effect: float, min_n: int,
-            margin: float, floor: float, instrument: str, confidence: float) -> tuple[str, str]:
-    """THE verdict rule: the first outcome whose condition holds, and why."""
-    facts = dict(effect=effect, low=low, high=high, n=n, min_effect=min_effect, min_n=min_n, margin=margin,
-                 floor=floor, instrument=instrument, confidence=confidence, sign_confidence=1 - 2 * 0.5 ** n)
-    name, reason = next((name, text) for name, holds, text in OUTCOMES if holds(facts))
-    passed = "" if name == "not measurable" else f"; instrument ok: {instrument} = {margin:.3g} > {floor:g}"
-    return name, f"{reason.format(**facts)} → {name}{passed}"
+def verdict(row: dict, alpha: float, rows: int) -> tuple[str, str]:
+    """THE verdict rule for one row (its adjusted p-values already in `row`): the outcome and why."""
+    r, passed = row, f"; instrument ok: {row['instrument']} = {row['margin']:.3g} > {row['floor']:g}"
+    if not r["margin"] > r["floor"]:
+        return "not measurable", (f"instrument fails: {r['instrument']} = {r['margin']:.3g}, not > min effect "
+                                  f"{r['floor']:g} → not measurable")
+    if r["n"] < r["min_n"] or np.isnan(r["p_holm"]):
+        return "inconclusive", f"n = {r['n']} < {r['min_n']}: n too small for a test → inconclusive{passed}"
+    holm = f"Holm over {rows} rows"
+    if r["p_holm"] < alpha and r["effect"] >= r["min_effect"]:
+        return "supported", (f"adjusted p(effect ≤ 0) = {r['p_holm']:.2g} < {alpha:g} ({holm}) and effect "
+                             f"{r['effect']:.3g} ≥ min effect {r['min_effect']:g} → supported{passed}")
+    if r["p_refute_holm"] < alpha:
+        return "refuted", (f"adjusted p(effect ≥ {r['min_effect']:g}) = {r['p_refute_holm']:.2g} < {alpha:g} ({holm}): "
+                           f"an effect of interest is excluded → refuted{passed}")
+    need = f"; ≈ {r['seeds_needed']:.0f} seeds would decide it at the observed spread (80% power)" \
+        if r["seeds_needed"] == r["seeds_needed"] else ""
+    if r["se"] == 0:  # n identical units (a Spearman ρ over 3 severities takes 4 values): no t, the sign test
+        need = (f"; all n = {r['n']} units equal {r['effect']:.3g}: zero spread, and the exact sign test on {r['n']} "
+                f"equal units gives p = {0.5 ** r['n']:.3g}")
+    return "inconclusive", (f"adjusted p(effect ≤ 0) = {r['p_holm']:.2g}, p(effect ≥ {r['min_effect']:g}) = "
+                            f"{r['p_refute_holm']:.2g} ({holm}): neither below {alpha:g} → inconclusive{need}{passed}")
 
 
 @dataclass(frozen=True)
 class Judged:
-    verdicts: pd.DataFrame  # one row per claim and pair
+    verdicts: pd.DataFrame  # one row per claim, pair and cell (all, or one sparsity / pruning kind / severity)
     units: pd.DataFrame     # the per-seed (or per-severity) effects behind each row
 
 
+SPLITS = ("prune.kind", "prune.sparsity", "pair.severity")  # a row per value where a claim's cells differ in one
+COLUMNS = ["claim", "pair", "cell", "statement", "effect", "ci_low", "ci_high", "n", "verdict", "rule", "p", "p_holm",
+           "p_refute", "p_refute_holm", "boot_low", "boot_high", "poi", "poi_low", "poi_high", "seeds_needed", "min_effect"]
+
+
 def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
-    """Every claim on every pair whose runs have both arms in at least one common cell."""
+    """Every claim on every pair whose runs have both arms in at least one common cell: a pooled row, and a row per
+    sparsity, pruning kind or severity where the claim's cells take more than one; one Holm family for them all."""
+    table = with_budget(table)
     design, rows_out, units_out = design_columns(table), [], {}
     for claim in CLAIMS:
         treat, base = select(table, claim.treat), select(table, claim.base)
@@ -183,16 +202,62 @@ def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
         diffs = claim.differences(claim, treat, base, [c for c in design if not c.startswith(claim.vary)], table)
         margins = instrument_margins(table, base["parent_id"], claim.instrument)
         need = claim.min_effect if claim.min_effect is not None else min_effect
-        for pair, est in sorted(claim.summary(claim, diffs, table, confidence).items()):
-            name, rule = verdict(est.effect, est.low, est.high, est.n, need, claim.min_n, margins.get(pair, np.nan),
-                                 min_effect, str(claim.instrument), confidence)
-            rows_out.append(dict(claim=claim.name, pair=pair, statement=claim.statement, effect=est.effect,
-                                 ci_low=est.low, ci_high=est.high, n=est.n, verdict=name, rule=rule))
-            units_out[(claim.name, pair)] = est.units
-    columns = ["claim", "pair", "statement", "effect", "ci_low", "ci_high", "n", "verdict", "rule"]
-    units = pd.concat(units_out, names=["claim", "pair", None]).reset_index(level=[0, 1]).reset_index(drop=True) \
-        if units_out else pd.DataFrame(columns=["claim", "pair"])
-    return Judged(pd.DataFrame(rows_out, columns=columns), units)
+        for label, part in cells(diffs, claim):
+            for pair, est in sorted(claim.summary(claim, part, table, confidence).items()):
+                rows_out.append(dict(
+                    claim=claim.name, pair=pair, cell=label, statement=claim.statement, effect=est.effect,
+                    ci_low=est.low, ci_high=est.high, n=est.n, p=est.p_above(0), p_refute=est.p_below(need), se=est.se,
+                    min_effect=need, min_n=claim.min_n, margin=margins.get(pair, np.nan), floor=min_effect,
+                    instrument=str(claim.instrument), **stats.rliable(est.cells, confidence)))
+                units_out[(claim.name, pair, label)] = est.units
+    verdicts = decide(pd.DataFrame(rows_out), confidence)
+    units = pd.concat(units_out, names=["claim", "pair", "cell", None]).reset_index(level=[0, 1, 2]).reset_index(drop=True) \
+        if units_out else pd.DataFrame(columns=["claim", "pair", "cell"])
+    return Judged(verdicts, units)
+
+
+def cells(diffs: pd.DataFrame, claim: Claim):
+    """("all", every difference), then ("<column>=<value>", its part) for each SPLITS column with several values
+    (not the one a claim's summary runs across)."""
+    yield "all", diffs
+    for column in SPLITS:
+        if column in diffs and column not in claim.vary and not (claim.summary is across_severities and column == "pair.severity"):
+            values = diffs[column].dropna().unique()
+            if len(values) > 1:
+                for value in sorted(values):
+                    yield f"{column}={value:g}" if isinstance(value, float) else f"{column}={value}", diffs[diffs[column] == value]
+
+
+def decide(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Holm-adjust the p-values of the rows that reach a test, then the verdict and the seeds that would decide."""
+    if rows.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    alpha = (1 - confidence) / 2
+    tested = (rows["margin"] > rows["floor"]) & (rows["n"] >= rows["min_n"])
+    rows["p_holm"] = np.nan
+    rows["p_refute_holm"] = np.nan
+    rows.loc[tested, "p_holm"] = stats.holm(rows.loc[tested, "p"].to_numpy())
+    rows.loc[tested, "p_refute_holm"] = stats.holm(rows.loc[tested, "p_refute"].to_numpy())
+    m = max(int(tested.sum()), 1)
+    distance = np.where(rows["effect"] >= rows["min_effect"], rows["effect"], rows["min_effect"] - rows["effect"])
+    rows["seeds_needed"] = [stats.seeds_needed(se, n, d, alpha / m) for se, n, d in zip(rows["se"], rows["n"], distance)]
+    judged = [verdict(r, alpha, m) for r in rows.to_dict("records")]
+    rows["verdict"], rows["rule"] = [v for v, _ in judged], [why for _, why in judged]
+    rows.loc[rows["verdict"] != "inconclusive", "seeds_needed"] = np.nan
+    return rows.reindex(columns=COLUMNS)
+
+
+def with_budget(table: pd.DataFrame) -> pd.DataFrame:
+    """`budget_B`: the epochs on B behind a finetune_b network (teacher_b's included: finetune_then_prune and
+    distillation train on B twice), the column that budget-matched arms share."""
+    if "finetune_b.epochs" not in table:
+        return table
+    twice = (table["order"] == "finetune_then_prune") | (table.get("finetune_b.distill.alpha", 0) > 0)
+    budget = table["finetune_b.epochs"] * np.where(twice, 2, 1)
+    return table.assign(budget_B=np.where(table["stage"] == "finetune_b", budget, np.nan))
+
+
+DEFAULTS = {"scratch_b.budget": "E"}  # what runs made before a key existed ran with
 
 
 def select(rows: pd.DataFrame, arm: Arm) -> pd.DataFrame:
@@ -200,6 +265,9 @@ def select(rows: pd.DataFrame, arm: Arm) -> pd.DataFrame:
     keep = rows["stage"].to_numpy() == arm.stage
     for column, want in (BASELINE | arm.where).items():
         if column not in rows:
+            absent = DEFAULTS.get(column, np.nan)
+            if want(absent) if callable(want) else want == absent:
+                continue
             return rows.iloc[:0]
         values = rows[column].to_numpy()
         keep &= np.fromiter(map(want, values), bool, len(values)) if callable(want) else values == want

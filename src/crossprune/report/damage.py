@@ -88,20 +88,20 @@ def worst(cells: pd.DataFrame, by: str, largest: bool = True) -> list[tuple[pd.S
 
 
 def where(row: pd.Series, place: pd.DataFrame, keys: list[str]) -> str:
-    """`**pair, severity s, sparsity x** — criterion (how scored), and any other column in which the place's cells
-    differ`, then the cell's statement."""
-    place = row["pair.name"]
+    """`**pair, severity s, sparsity x** — criterion (how scored)`, and any other column in which the place's cells
+    differ."""
+    name = row["pair.name"]
     severity = row.get("pair.severity", math.nan)
     if pd.notna(severity):
-        place += f", severity {severity:g}" + (" (B = A)" if severity == 0 else "")
-    place += f", sparsity {row['prune.sparsity']:g}" if pd.notna(row.get("prune.sparsity", math.nan)) else ""
+        name += f", severity {severity:g}" + (" (B = A)" if severity == 0 else "")
+    name += f", sparsity {row['prune.sparsity']:g}" if pd.notna(row.get("prune.sparsity", math.nan)) else ""
     what = row.get("criterion.name", "")
     if "score_data" in keys:
         what += " (data-free)" if row["score_data"] == "none" else f" scored on {row['score_data']}"
     shown = {*PLACE, "criterion.name", "score_data", "score.data"}
     varying = [c for c in keys if c not in shown and place[c].astype(str).nunique() > 1]
     what += "".join(f", {c} = {plain(row[c])}" for c in varying)
-    return f"**{place}** — {what}"
+    return f"**{name}** — {what}"
 
 
 def plain(value) -> str:

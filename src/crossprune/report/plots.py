@@ -61,7 +61,7 @@ def dots(ax, groups: list[tuple[str, pd.DataFrame, str]], confidence: float, col
         i = len(ticks)
         ax.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt="o", capsize=4, color=colour(colours, label))
         ticks.append(label)
-    ax.set_xticks(range(len(ticks)), [textwrap.fill(t, 16) for t in ticks], fontsize="small")
+    ax.set_xticks(range(len(ticks)), [t.replace(" · ", "\n") for t in ticks], fontsize="small")  # a part a line
     ax.set_xlim(-0.6, len(ticks) - 0.4)
     ax.set_xlabel(at)
 
@@ -94,7 +94,7 @@ def grid(n: int, title: str, width: float = 4.5, rows: int = 1) -> tuple[Figure,
     size = max(width * n, 7.0)
     fig = Figure(figsize=(size, 4.2 * rows), layout="constrained")
     axes = np.array(fig.subplots(rows, n, squeeze=False)).tolist()
-    fig.suptitle(textwrap.fill(title, int(size * 11)), fontsize="medium")
+    fig.suptitle(textwrap.fill(title, int(size * 8)), fontsize="medium")  # narrower than the figure: the legend is beside
     return fig, axes
 
 

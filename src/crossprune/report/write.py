@@ -7,11 +7,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.entities import RunStatus
 
-from crossprune.config.errors import ConfigError
+from crossprune.config.errors import ConfigError, redact
 from crossprune.config.writable import unwritable
 from crossprune.report import render
 from crossprune.report.claims import Judged
 from crossprune.report.runs import Store
+from crossprune.store.locks import owner_tags
 from crossprune.store.provenance import code_state
 
 
@@ -40,7 +41,7 @@ def files(out: Path, study: str, table: pd.DataFrame, judged: Judged, figures: d
     csv(table).to_csv(out / "runs.csv", index=False)
     judged.verdicts.to_csv(out / "verdicts.csv", index=False)
     csv(judged.units).to_csv(out / "effects.csv", index=False)
-    provenance = {"study": study, "store": store.uri, "experiment id": store.experiment_id, **git()}
+    provenance = {"study": study, "store": redact(store.uri), "experiment id": store.experiment_id, **git()}
     blocks = render.document(study, table, judged, list(images), min_effect, confidence, provenance)
     (out / "report.md").write_text(render.markdown(blocks))
     (out / "report.html").write_text(render.html(blocks, images, f"crossprune report · {study}"))
@@ -61,7 +62,7 @@ def csv(frame: pd.DataFrame) -> pd.DataFrame:
 def log_run(store: Store, paths: list[Path], study: str, min_effect: float, confidence: float) -> str:
     """A `report` run in the study's experiment holding the files this report wrote; returns its id."""
     client = store.client
-    tags = {"crossprune.stage": "report", "crossprune.study": study}
+    tags = {"crossprune.stage": "report", "crossprune.study": study, **owner_tags()}  # killed: the next start marks it
     run = client.create_run(store.experiment_id, run_name=f"report · {study}", tags=tags)
     try:
         client.log_param(run.info.run_id, "report.min_effect", min_effect)

@@ -1,6 +1,8 @@
 """The pair's training data as MLflow datasets of the open run (its Datasets panel)."""
 
 import os
+import random
+import time
 import warnings
 
 from crossprune.data import Split
@@ -31,4 +33,19 @@ def log_datasets(pair) -> None:
             shapes = Schema([TensorSpec(np.dtype("float32"), (len(data.train), *data.input_shape), "x"),
                              TensorSpec(np.dtype("int64"), (len(data.train),), "y")])
             inputs = MetaDataset(CodeDatasetSource(registry.resolve_tags()), name=name, digest=data.digest, schema=shapes)
-        mlflow.log_input(inputs, context=f"{role} train", tags=tags or None)
+        log_input(inputs, context=f"{role} train", tags=tags or None)
+
+
+def log_input(dataset, attempts: int = 5, **kwargs) -> None:
+    """mlflow.log_input, tried again when it fails: MLflow looks a dataset up, then inserts it, so two processes that
+    log the same new dataset at once race, and the loser's insert breaks the unique key (sqlite3.IntegrityError);
+    tried again, it finds the winner's row."""
+    import mlflow  # noqa: PLC0415
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return mlflow.log_input(dataset, **kwargs)
+        except Exception:
+            if attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt + random.random() * 0.1)  # apart, so the two do not meet again

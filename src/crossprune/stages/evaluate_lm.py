@@ -17,6 +17,7 @@ from crossprune.config.errors import ConfigError
 from crossprune.data import Pair, Split
 from crossprune.diagnostics import centred_gram, gram_cka, mmd2_rbf
 from crossprune.stages.compute import Compute
+from crossprune.stages.tasks import language_model
 
 TAGS = ("A", "B")
 CRITERIA = ("magnitude", "random", "wanda", "sparsegpt", "taylor", "snip", "fisher")  # those that score an LM
@@ -30,44 +31,33 @@ def sequences(split: Split, compute: Compute):
 
 
 @torch.inference_mode()
-def next_token(net: nn.Module, split: Split, compute: Compute) -> dict[str, float]:
-    """`loss` (mean next-token cross-entropy, nats), `ppl` = exp(loss) and `acc` (top-1) over every test token."""
-    nll, right, tokens = 0.0, 0, 0
-    for x, y in sequences(split, compute):
-        logits = net(x).float()  # [batch, vocab, positions]
-        nll += float(F.cross_entropy(logits, y, reduction="sum"))
-        right += int((logits.argmax(1) == y).sum())
-        tokens += y.numel()
-    loss = nll / tokens
-    return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "acc": right / tokens}
-
-
-def token_rows(split: Split, compute: Compute) -> Tensor:
-    """The test tokens CKA compares (flat indices into [sequences × positions]): at most eval.max_samples, seeded."""
-    return compute.rows(len(split) * split.sample_shape[0])
-
-
-@torch.inference_mode()
-def block_grams(net: nn.Module, split: Split, compute: Compute) -> dict[str, Tensor]:
-    """The centred Gram matrix of every decoder block's output hidden states on the tokens of `token_rows`."""
-    rows, names = token_rows(split, compute), {id(b): f"block.{i}" for i, b in enumerate(net.blocks)}
+def measure(net: nn.Module, split: Split, compute: Compute) -> tuple[dict[str, float], dict[str, Tensor]]:
+    """In one pass over the test split: `loss` (mean next-token cross-entropy, nats), `ppl` = exp(loss) and `acc`
+    (top-1) over every token; and the centred Gram matrix of each decoder block's output hidden states on at most
+    eval.max_samples tokens (a seeded set, the same for every network), which is all linear CKA needs."""
+    rows = compute.rows(len(split) * split.sample_shape[0])  # flat indices into [sequences × positions]
+    names = {id(b): f"block.{i}" for i, b in enumerate(net.blocks)}
     kept: dict[str, list[Tensor]] = {}
-    start = 0
+    nll, right, tokens = 0.0, 0, 0
 
     def keep(block, inputs, output):
         hidden = (output[0] if isinstance(output, tuple) else output).flatten(0, 1)  # [batch × positions, width]
-        mine = rows[(rows >= start) & (rows < start + len(hidden))] - start
+        mine = rows[(rows >= tokens) & (rows < tokens + len(hidden))] - tokens
         kept.setdefault(names[id(block)], []).append(hidden[mine.to(hidden.device)].float().cpu())
 
     hooks = [b.register_forward_hook(keep) for b in net.blocks]
     try:
-        for x, _ in sequences(split, compute):
-            net.features(x)
-            start += x.numel()
+        for x, y in sequences(split, compute):
+            logits = net(x).float()  # [batch, vocab, positions]
+            nll += float(F.cross_entropy(logits, y, reduction="sum"))
+            right += int((logits.argmax(1) == y).sum())
+            tokens += y.numel()
     finally:
         for h in hooks:
             h.remove()
-    return {n: centred_gram(torch.cat(parts)) for n, parts in kept.items()}
+    loss = nll / tokens
+    grams = {n: centred_gram(torch.cat(parts)) for n, parts in kept.items()}
+    return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "acc": right / tokens}, grams
 
 
 @dataclass
@@ -87,7 +77,7 @@ class LanguageModelling:
 
     def reference(self, dense: nn.Module, pair: Pair, probe: DictConfig, compute: Compute) -> LMReference:
         with compute.on(dense):
-            return LMReference({t: block_grams(dense, pair[t].test, compute) for t in TAGS})
+            return LMReference({t: measure(dense, pair[t].test, compute)[1] for t in TAGS})
 
     def restore(self, dense: nn.Module, pair: Pair, tensors: dict, compute: Compute) -> LMReference:
         return self.reference(dense, pair, None, compute)
@@ -98,10 +88,9 @@ class LanguageModelling:
         metrics = {}
         with compute.on(net):
             for tag in TAGS:
-                test = pair[tag].test
-                metrics |= {f"{tag}/{k}": v for k, v in next_token(net, test, compute).items()}
+                scores, grams = measure(net, pair[tag].test, compute)
+                metrics |= {f"{tag}/{k}": v for k, v in scores.items()}
                 if reference is not None:
-                    grams = block_grams(net, test, compute)
                     metrics |= {f"{tag}/cka/{b}": gram_cka(dense, grams[b]) for b, dense in reference.grams[tag].items()}
         return metrics
 
@@ -115,9 +104,9 @@ class LanguageModelling:
                       for t in TAGS]
         return metrics | {"dissimilarity/mmd": mmd2_rbf(*pooled)}
 
-    def check(self, cfg: DictConfig, net: nn.Module) -> None:
+    def check(self, cfg: DictConfig) -> None:
         """What a language model's run needs beyond the classifier's checks: one line for the first problem."""
-        if not hasattr(net, "blocks"):
+        if not language_model(cfg):
             raise ConfigError(f"pair {cfg.pair.name} is text: it needs a language model (model=lm_tiny or "
                               f"model=hf_causal_lm model.path=<folder>), not {cfg.model._target_.rpartition('.')[2]}")
         if cfg.criterion.name not in CRITERIA:

@@ -5,11 +5,11 @@ on A and B (`evaluate`), records what the instruments must beat (`instruments`) 
 (`check`). A pair names its task (`pair.task`, a `_target_`); without one it is a classification pair.
 """
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
-from torch import nn
 
 from crossprune.config.errors import ConfigError
+from crossprune.models.lm import CausalLM
 from crossprune.stages.evaluate import Reference, evaluate, instrument_references
 
 
@@ -30,10 +30,19 @@ class Classification:
     def instruments(self, dense, untrained, pair, probe, compute) -> dict[str, float]:
         return instrument_references(dense, untrained, pair, probe, compute)
 
-    def check(self, cfg: DictConfig, net: nn.Module) -> None:
-        if hasattr(net, "blocks"):
+    def check(self, cfg: DictConfig) -> None:
+        if language_model(cfg):
             raise ConfigError(f"model {cfg.model._target_.rpartition('.')[2]} is a language model: it needs a text pair "
                               f"(pair=lm_code_prose, or pair=text pair.a.paths=[...] pair.b.paths=[...])")
+
+
+def language_model(cfg: DictConfig) -> bool:
+    """Whether model._target_ names a causal language model (models/lm.py); a target that cannot be found is not
+    (building the model says why)."""
+    try:
+        return issubclass(get_class(cfg.model._target_), CausalLM)
+    except Exception:
+        return False
 
 
 def task_of(cfg: DictConfig):

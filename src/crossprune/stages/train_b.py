@@ -88,6 +88,6 @@ def train_b(ctx: Context, stage: str, key: str, init: Result | None = None, clas
         run.tag(head=head, order=cfg.order, distilled=teacher is not None)
         run.save("model", plain_state_dict(net))
         if stage in cfg.tracking.get("log_models", ()):  # B's networks in MLflow's Models column and registry
-            run.log_model(ctx.plain(net, classes, structure), next(iter(pair.b.val.batches(2)))[0].numpy())
+            run.log_model(ctx.plain(net, classes, structure), next(iter(pair.b.val.batches(2)))[0].numpy(), stage)
         run.log(metrics)
     return run.result

@@ -31,7 +31,7 @@ class Answered:
 
 def job_key(cfg: DictConfig) -> str | None:
     """Hash of what the job's results depend on: the config but its bookkeeping keys, the package's version and code,
-    and the size and time of every file the data and model name. None when a value is unset (??? in a pair)."""
+    and the stat of every file the data and model name (file_stats). None when a value is unset (??? in a pair)."""
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception:  # the pipeline itself says what is missing, in one line
@@ -44,8 +44,9 @@ def job_key(cfg: DictConfig) -> str | None:
 
 
 def files_state(node) -> list:
-    """(path, size, mtime) of every file a string in `node` names, folders walked: data replaced at the same path is
-    a new job. The stage keys hash the data itself; this must not read it."""
+    """(path, size, mtime, inode, ctime) of every file a string in `node` names, folders walked: data replaced or
+    rewritten at the same path, even with its mtime set back, is a new job. The stage keys hash the data itself;
+    this must not read it."""
     if isinstance(node, dict):
         return [f for v in node.values() for f in files_state(v)]
     if isinstance(node, list):

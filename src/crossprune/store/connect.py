@@ -1,6 +1,7 @@
 """Connect to the store: point MLflow at it, create a new sqlite store atomically from a migrated template, and
 sweep it once per process for the runs of processes that died."""
 
+import glob
 import os
 import shutil
 import sqlite3
@@ -52,6 +53,7 @@ def create_sqlite_store(db: Path) -> None:
     """Create a new sqlite store under a temporary name, then move it into place: a process killed while it is made
     leaves no half-made store behind. MLflow's schema migration (~4 s) runs once per MLflow version on this
     machine, into a template in the user's cache; each new store is a copy of it."""
+    remove_leftovers(db)
     if db.exists():
         return
     making = db.with_name(f".{db.name}.{os.getpid()}.new")
@@ -66,9 +68,28 @@ def store_template() -> Path:
     """An empty, migrated sqlite store for the installed MLflow, made once (atomically) in the user's cache."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crossprune"
     template = cache / f"mlflow-{mlflow.__version__}-empty-store.db"
+    remove_leftovers(template)
     if not template.exists():
         cache.mkdir(parents=True, exist_ok=True)
         making = cache / f".{template.name}.{os.getpid()}.new"
         MlflowClient(f"sqlite:///{making}").search_experiments(max_results=1)  # MLflow creates the tables on first use
         os.replace(making, template)
     return template
+
+
+def remove_leftovers(db: Path) -> None:
+    """Delete the `.<db name>.<pid>.new` files of processes killed while they made `db` (a live one's stays)."""
+    for making in db.parent.glob(f".{glob.escape(db.name)}.*.new"):
+        pid = making.name.removeprefix(f".{db.name}.").removesuffix(".new")
+        if pid.isdigit() and not pid_alive(int(pid)):
+            making.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True

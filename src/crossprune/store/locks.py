@@ -89,7 +89,10 @@ class StoreClaim:
 
     def renew(self) -> None:
         while not self.stop.wait(self.lease / 4):
-            self.client.set_tag(self.run_id, LEASE_TAG, str(time.time() + self.lease))
+            try:
+                self.client.set_tag(self.run_id, LEASE_TAG, str(time.time() + self.lease))
+            except Exception:  # a server that stopped answering: the stage's own next call says so, in one line
+                continue
 
     def holds(self) -> bool:
         runs = self.client.search_runs([self.experiment_id], f"tags.`{CLAIM_TAG}` = '{self.key}' and attributes.status = 'RUNNING'")
@@ -105,16 +108,26 @@ class StoreClaim:
 def fail_if_dead(client: MlflowClient, run) -> bool:
     """Mark a RUNNING run FAILED, with the reason as a tag, if its process on this host died or its claim's lease ran
     out; True if it was."""
-    tags, host = run.data.tags, socket.gethostname()
-    if tags.get(HOST_TAG) == host and PROCESS_TAG in tags and not alive(tags[PROCESS_TAG]):
-        reason = f"process {tags[PROCESS_TAG]} on {host} died while it ran"
-    elif CLAIM_TAG in tags and float(tags.get(LEASE_TAG, 0)) < time.time():
-        reason = "claim lease expired: its holder stopped renewing it"
-    else:
+    if death(run) is None:
+        return False
+    # Read it again now that its process is known dead: it may have ended the run itself after `run` was read (a
+    # search a moment ago, on a loaded machine seconds ago), and a dead process ends nothing more.
+    run = client.get_run(run.info.run_id)
+    if run.info.status != "RUNNING" or (reason := death(run)) is None:
         return False
     client.set_tag(run.info.run_id, FAILURE_TAG, reason)
     client.set_terminated(run.info.run_id, "FAILED")
     return True
+
+
+def death(run) -> str | None:
+    """Why a run's owner is gone (its process on this host died, or its claim's lease ran out), or None."""
+    tags, host = run.data.tags, socket.gethostname()
+    if tags.get(HOST_TAG) == host and PROCESS_TAG in tags and not alive(tags[PROCESS_TAG]):
+        return f"process {tags[PROCESS_TAG]} on {host} died while it ran"
+    if CLAIM_TAG in tags and float(tags.get(LEASE_TAG, 0)) < time.time():
+        return "claim lease expired: its holder stopped renewing it"
+    return None
 
 
 def experiment_id(client: MlflowClient, name: str, artifacts: str | None = None) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 from omegaconf import DictConfig
 
-from crossprune.config.errors import ConfigError
+from crossprune.config.errors import ConfigError, redact
 from crossprune.config.schema import STAGES
 from crossprune.store import names, provenance, tracking
 
@@ -42,7 +42,7 @@ def tags(cfg: DictConfig, sweep: str | None, overrides: list[str]) -> dict[str, 
     if sweep:
         out["crossprune.sweep"] = sweep
     if overrides:
-        out["crossprune.overrides"] = " ".join(overrides)[:5000]
+        out["crossprune.overrides"] = redact(" ".join(overrides))[:5000]  # never a password in tracking.uri
     return out
 
 

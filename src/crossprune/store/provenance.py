@@ -53,11 +53,16 @@ def code_hash() -> str:
     return digest.hexdigest()
 
 
-def file_stats(path: Path) -> list[tuple[str, int, int]]:
-    """(path, size, mtime_ns) of a file, or of every file under a folder (links followed), sorted: a cheap stand-in
-    for hashing data that may be larger than memory (a rewritten file changes its size or mtime)."""
+def file_stats(path: Path) -> list[tuple[str, int, int, int, int]]:
+    """(path, size, mtime_ns, inode, ctime_ns) of a file, or of every file under a folder (links followed), sorted: a
+    cheap stand-in for hashing data that may be larger than memory. Size and mtime alone miss a file rewritten at the
+    same size with its mtime set back (cp -p, rsync -t); its inode (a new file) or ctime (set by the kernel on every
+    write or utime, never by the user) changes."""
+    def stats(f: str) -> tuple[str, int, int, int, int]:
+        s = os.stat(f)
+        return f, s.st_size, s.st_mtime_ns, s.st_ino, s.st_ctime_ns
+
     if not os.path.isdir(path):
-        return [(str(path), (s := os.stat(path)).st_size, s.st_mtime_ns)]
+        return [stats(str(path))]
     files = sorted(os.path.join(folder, f) for folder, _, names in os.walk(path, followlinks=True) for f in names)
-    files = [f for f in files if os.path.exists(f)]  # not a dangling link
-    return [(f, s.st_size, s.st_mtime_ns) for f in files for s in (os.stat(f),)]
+    return [stats(f) for f in files if os.path.exists(f)]  # not a dangling link

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from crossprune import __version__
-from crossprune.config.errors import ConfigError
+from crossprune.config.errors import ConfigError, redact
 from crossprune.store import locks
 from crossprune.store.provenance import code_hash
 
@@ -28,7 +28,9 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # artifa
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run" lines: the table says it
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # a server that stops answering fails in seconds
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # its retries within ~3 s, not MLflow's 2 + 4 s
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no migration chatter when a store is created
+logging.getLogger("urllib3").setLevel(logging.ERROR)  # a retried request is no news; one that fails says so, once
 
 STAGE_TAG, KEY_TAG, WEIGHTS_TAG = "crossprune.stage", "crossprune.key", "crossprune.weights_key"
 SHA_TAG = "crossprune.sha256"  # {artifact path: sha256}, recorded when written, checked when reused
@@ -37,7 +39,7 @@ OPEN_RUNS: set[str] = set()  # runs this process started and has not ended: mark
 
 def say(line: str) -> None:
     """One line on stderr, for what the user must know but that does not stop the run."""
-    Console(stderr=True, soft_wrap=True).print(f"[bold yellow]crossprune:[/] {escape(line)}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold yellow]crossprune:[/] {escape(redact(line))}", highlight=False)
 
 
 def step(line: str) -> None:
@@ -150,10 +152,11 @@ class StageRun:
 
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(self.workdir / f"{name}.safetensors"))
 
-    def log_model(self, net, example) -> None:
-        """`net` as an MLflow logged model of this run (Models column, registry), with the signature of `example`
-        (a few input rows, numpy) and that example. Pickled, with its requirements named: MLflow's default export
-        and requirement inference cost seconds to a minute per model."""
+    def log_model(self, net, example, name: str = "model") -> None:
+        """`net` as an MLflow logged model `name` of this run (Models column, registry), with the signature of
+        `example` (a few input rows, numpy) and that example. Pickled, with its requirements named: MLflow's default
+        torch.export and requirement inference cost seconds to a minute per model (model.safetensors stays the
+        format that runs no code when loaded)."""
         import mlflow.pytorch  # noqa: PLC0415 (torch)
         import torch  # noqa: PLC0415
         from mlflow.models import infer_signature  # noqa: PLC0415
@@ -161,7 +164,8 @@ class StageRun:
         with torch.no_grad():
             out = net.eval()(torch.from_numpy(example)).numpy()
         needs = [f"{p}=={v}" for p in ("torch", "crossprune") if (v := installed(p))]
-        mlflow.pytorch.log_model(net, name="model", signature=infer_signature(example, out), input_example=example,
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its warning on pickle: said above, once
+        mlflow.pytorch.log_model(net, name=name, signature=infer_signature(example, out), input_example=example,
                                  pip_requirements=needs, serialization_format="pickle")
 
 
@@ -224,7 +228,7 @@ def stage_run(stage: str, key: str, depends: dict, workdir: Path, name: str | No
     with tracked(name or stage, {STAGE_TAG: stage, KEY_TAG: key}, nested=True, system_metrics=system_metrics) as run:
         config = OmegaConf.create(depends)
         log_batch(run.info.run_id, {}, {}, flat_params(config))  # at the start: a run whose process dies keeps its config
-        OmegaConf.save(config, folder / "config.yaml", resolve=True)
+        (folder / "config.yaml").write_text(redact(OmegaConf.to_yaml(config, resolve=True)))  # never a password
         stage_run = StageRun(run.info.run_id, folder)
         try:
             yield stage_run
@@ -250,7 +254,7 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
             for k, v in node.items():
                 walk(v, f"{prefix}{k}.")
         else:
-            out[prefix[:-1]] = str(node)[:6000]
+            out[prefix[:-1]] = redact(str(node))[:6000]  # a password in tracking.uri is never a param
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     noise = lambda k: k.startswith(("study.grids", "paths.")) or k.endswith(("._target_", "._partial_"))  # noqa: E731

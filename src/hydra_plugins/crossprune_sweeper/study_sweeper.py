@@ -2,6 +2,7 @@
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -9,6 +10,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from crossprune.cli import progress, sweeper
 from crossprune.cli.sweeper import jobs_of
+from crossprune.config.errors import redact
 from crossprune.store.names import VARIES_ENV, varying
 
 
@@ -54,6 +56,10 @@ class StudySweeper(BasicSweeper):
 
     def validate_batch_is_legal(self, batch) -> None:
         """Hydra composes every job once more to check it; `crossprune`'s preflight already composed and validated
-        each one (a third composition per job, ~0.1 s each)."""
+        each one (a third composition per job, ~0.1 s each). Called first just after Hydra saved the sweep's
+        multirun.yaml, which is then rewritten without the password a tracking.uri may carry."""
+        saved = Path(self.config.hydra.sweep.dir) / "multirun.yaml"
+        if saved.exists() and (text := saved.read_text()) != redact(text):
+            saved.write_text(redact(text))
         if not sweeper.preflighted:
             super().validate_batch_is_legal(batch)
