@@ -5,15 +5,19 @@ import gzip
 import inspect
 import json
 import math
+import tempfile
 import textwrap
 from types import SimpleNamespace
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
 
 from crossprune.cli.checks import validate
 from crossprune.config.errors import ConfigError
 from crossprune.criteria import Batch
+from crossprune.data import build_pair
 from crossprune.data.text import ByteTokenizer, text
 from crossprune.pruning import select
 from crossprune.pruning.methods.sparsegpt import hessian, reconstruct
@@ -36,6 +40,12 @@ def write_corpus(root) -> tuple[str, str]:
     prose = [inspect.getdoc(f) for m in modules for _, f in inspect.getmembers(m, callable) if inspect.getdoc(f)]
     (root / "b.txt").write_text("\n\n".join(p for p in prose if " the " in p))
     return str(root / "a"), str(root / "b.txt")
+
+
+def tensors(cfg, result, name: str) -> dict[str, torch.Tensor]:
+    """A safetensors artifact of a stage run, read back from the store (a Result's own files last one pipeline)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_file(MlflowClient(cfg.tracking.uri).download_artifacts(result.run_id, f"{name}.safetensors", tmp))
 
 
 def overrides(paths: tuple[str, str], *more: str) -> list[str]:
@@ -72,7 +82,7 @@ def test_every_stage_logs_perplexity_loss_and_accuracy_on_both_domains(lm):
 
 def test_wanda_prunes_half_of_every_row_and_compares_a_and_b_masks(lm):
     prune = lm.wanda["prune"]
-    masks = prune.load("masks")
+    masks = tensors(lm.cfg, prune, "masks")
     assert prune.metrics["sparsity"] == pytest.approx(0.5, abs=1e-4)
     assert all(((m == 0).sum(1) == m.shape[1] // 2).all() for m in masks.values())  # the paper's per-row cut
     assert 0 < prune.metrics["mask_iou_AB"] < 1  # calibrated on A and on B, the masks differ
@@ -80,17 +90,17 @@ def test_wanda_prunes_half_of_every_row_and_compares_a_and_b_masks(lm):
 
 
 def test_finetune_b_holds_the_mask_and_lowers_b_loss(lm):
-    masks, tuned = lm.wanda["prune"].load("masks"), lm.wanda["finetune_b"].load("model")
+    masks, tuned = (tensors(lm.cfg, lm.wanda[s], n) for s, n in (("prune", "masks"), ("finetune_b", "model")))
     assert all(torch.all(tuned[n][m == 0] == 0) for n, m in masks.items())
     assert lm.wanda["finetune_b"].metrics["B/loss"] < lm.wanda["prune"].metrics["B/loss"]
-    sparse = lm.wanda["scratch_b_sparse"].load("model")
+    sparse = tensors(lm.cfg, lm.wanda["scratch_b_sparse"], "model")
     assert all(torch.all(sparse[n][m == 0] == 0) for n, m in masks.items())
 
 
 def test_sparsegpt_2_4_keeps_two_of_every_four_and_updates_the_kept_weights(lm):
     assert lm.sgpt["train_a"].cached  # the same train_a as wanda's
-    dense, pruned = lm.sgpt["train_a"].load("model"), lm.sgpt["prune"].load("model")
-    masks = lm.sgpt["prune"].load("masks")
+    dense, pruned, masks = (tensors(lm.cfg, lm.sgpt[s], n) for s, n in (("train_a", "model"), ("prune", "model"),
+                                                                         ("prune", "masks")))
     assert len(masks) == 14  # 7 Linear layers in each of 2 decoder blocks
     for name, m in masks.items():
         assert torch.all((m.reshape(len(m), -1, 4) == 0).sum(2) == 2), name
@@ -105,8 +115,10 @@ def layer_inputs(lm, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     from crossprune.stages.context import Context
     from crossprune.stages.scoring import score_batches
 
-    ctx = Context(lm.cfg, validate(lm.cfg), lm.root)
-    net = ctx.load_net(lm.wanda["train_a"], ctx.pair.a.classes).eval()
+    ctx = Context(lm.cfg, build_pair(lm.cfg.pair), lm.root)
+    net = ctx.new_net(ctx.pair.a.classes)
+    net.load_state_dict(tensors(lm.cfg, lm.wanda["train_a"], "model"))
+    net.eval()
     layer, xs = net.get_submodule(name.rpartition(".")[0]), []
     hook = layer.register_forward_pre_hook(lambda m, i: xs.append(i[0].reshape(-1, m.in_features)))
     with torch.no_grad():

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 import numpy as np
@@ -380,3 +380,46 @@ def test_kill_9_during_a_report_then_the_report_again(tmp_path, compose_at):
     verdicts = pd.read_csv(tmp_path / "again" / "verdicts.csv")
     assert verdicts.equals(pd.read_csv(tmp_path / "undisturbed" / "verdicts.csv"))
     assert len(verdicts) == len(undisturbed) and set(verdicts.verdict) == set(undisturbed.verdict)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs at tmp_path/disk (root only), unmounted after the test."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_a_disk_that_fills_mid_run_is_one_line_and_the_rerun_completes(tmp_path, small_disk):
+    """The store and its artifacts on a disk with 160 kB left: the run stops with one line saying the disk is full,
+    exit 2, no traceback. Space freed, the same command completes; what the full disk left half-written belongs to
+    runs that are FAILED (none RUNNING), and no stage key has two FINISHED runs."""
+    uri = f"sqlite:///{small_disk}/mlflow.db"
+    connect.create_sqlite_store(small_disk / "mlflow.db")
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f, suppress(OSError):  # every block the disk has
+        while True:
+            f.write(bytes(65536))
+            f.flush()
+    os.truncate(filler, filler.stat().st_size - 160 * 1024)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    command = [CLI, f"tracking.uri={uri}", *TINY, "stages=[train_a,score,prune]"]
+    full = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    said = [line for line in full.stderr.splitlines() if line.startswith("crossprune: ")]
+    assert full.returncode == 2 and said[-1].startswith("crossprune: the disk is full ("), full.stderr[-3000:]
+    assert "Traceback" not in full.stderr
+    first = {r.info.run_id for r in runs_of(uri)}
+    filler.unlink()
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    runs = runs_of(uri)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    finished = Counter(r.data.tags[KEY_TAG] for r in runs if r.info.status == "FINISHED" and KEY_TAG in r.data.tags)
+    assert max(finished.values()) == 1 and {"train_a", "score", "prune"} <= {r.data.tags.get(STAGE_TAG) for r in runs if r.info.status == "FINISHED"}
+    parent = next(r for r in runs if r.data.tags.get(STAGE_TAG) == "pipeline" and r.info.status == "FINISHED")
+    used = {v for k, v in parent.data.tags.items() if k.startswith("crossprune.run.")}
+    assert all(MlflowClient(uri).get_run(i).info.status == "FINISHED" for i in used)  # a half-written run is never one of them
+    assert {r.info.status for r in runs if r.info.run_id in first} <= {"FINISHED", "FAILED"}

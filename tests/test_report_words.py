@@ -26,8 +26,9 @@ CKA = (0.99, 0.95, 1.0)  # per seed: a t-interval over these reaches past 1
 
 
 def run(pair: str, seed: int, stages: dict, **config):
-    """A pipeline run as MLflow's search returns it: params, `crossprune.run.<stage>` tags, `<stage>/<metric>`."""
-    params = {"pair.name": pair, "seed": seed, "criterion.name": "magnitude", "score.data": "A", "control.name": "none",
+    """A pipeline run as MLflow's search returns it: params (one that follows the seed, as pair seeds do),
+    `crossprune.run.<stage>` tags, `<stage>/<metric>` metrics."""
+    params = {"pair.name": pair, "seed": seed, "pair.a.split_seed": seed, "criterion.name": "magnitude", "score.data": "A", "control.name": "none",
               "order": "prune_then_finetune", "finetune_b.distill.alpha": 0.0, "prune.scope": "global",
               "prune.sparsity": 0.8} | {k.replace("__", "."): v for k, v in config.items()}
     free = params["criterion.name"] in ("magnitude", "random")
@@ -71,11 +72,12 @@ def shift(floor: bool = True, levels=IOU_AB) -> list:
     return out
 
 
-def expected(per_seed) -> str:
-    """`mean [low, high]` as the report writes a 95% t-interval over seeds."""
+def expected(per_seed, signed: bool = False) -> str:
+    """`mean [low, high]` as the report writes a 95% t-interval over seeds (`+mean [+low, +high]` for a change)."""
     x = np.asarray(per_seed, dtype=float)
     half = scipy_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return f"{x.mean():.3f} [{x.mean() - half:.3f}, {x.mean() + half:.3f}]"
+    form = "+.3f" if signed else ".3f"
+    return f"{x.mean():{form}} [{x.mean() - half:{form}}, {x.mean() + half:{form}}]"
 
 
 def words(table: pd.DataFrame) -> dict[str, list[str]]:
@@ -99,13 +101,14 @@ def test_the_fixed_head_statement_gives_the_measured_fall_worst_first(table):
     digits_0_95, digits_0_8 = (next(s for s in said if s.startswith(f"**p_digits, sparsity {x}**")) for x in ("0.95", "0.8"))
     assert said.index(digits_0_95) < said.index(digits_0_8)  # the larger fall first
     assert (f"B read through A's fixed head falls from {DENSE_B:.3f} (dense train_a) to {expected(FIXED_HEAD[0.95] + OFFSETS)}, "
-            f"a drop of {expected(DENSE_B - FIXED_HEAD[0.95] - OFFSETS)}; chance on B is {CHANCE_B:.3f}") in digits_0_95
-    assert f"A keeps {expected(KEPT_A[0.95] + OFFSETS)} of its dense {DENSE_A:.3f}" in digits_0_95
+            f"a change of {expected(FIXED_HEAD[0.95] + OFFSETS - DENSE_B, signed=True)}; chance on B is {CHANCE_B:.3f}") in digits_0_95
+    assert (f"A's own accuracy falls from {DENSE_A:.3f} to {expected(KEPT_A[0.95] + OFFSETS)} "
+            f"(change {expected(KEPT_A[0.95] + OFFSETS - DENSE_A, signed=True)})") in digits_0_95
     assert "magnitude (data-free)" in digits_0_95 and "(n = 3 seeds)" in digits_0_95
     # the shift pair: each severity its own statement; the A-scored cell only (the baseline)
     shifted = [s for s in said if s.startswith("**p_shift")]
     assert len(shifted) == 2 and "severity 0 (B = A)" in shifted[-1] and "taylor scored on A" in shifted[0]
-    assert "to 0.400 [0.400, 0.400], a drop of 0.300 [0.300, 0.300]; chance on B is 0.200" in shifted[0]
+    assert "to 0.400 [0.400, 0.400], a change of -0.300 [-0.300, -0.300]; chance on B is 0.200" in shifted[0]
 
 
 def test_a_place_with_several_cells_states_its_worst_and_what_sets_it_apart():
@@ -126,14 +129,20 @@ def test_the_mask_statement_keeps_severity_zero_apart_and_gives_the_floor(table)
     assert not any("magnitude" in s for s in said)  # data-free masks agree by construction
 
 
+def test_an_interval_in_words_stays_within_what_the_quantity_can_be():
+    [said] = words(runs.tabulate(shift(levels={1.0: 0.97})))["Mask agreement between scoring on A and scoring on B"]
+    iou = 0.97 + OFFSETS / 2
+    assert iou.mean() + scipy_stats.t.ppf(0.975, 2) * iou.std(ddof=1) / np.sqrt(3) > 1  # unclipped: past 1
+    assert f"IoU {iou.mean():.3f} [{expected(iou).split('[')[1].split(',')[0]}, 1.000]" in said
+
+
 def test_the_finetuning_statement_pairs_scratch_with_finetuning(table):
     said = words(table)["Fine-tuning the pruned A weights on B against training B from scratch"]
     assert len(said) == 2  # one per sparsity
-    gap = SCRATCH - FINETUNED - OFFSETS
     assert f"ends at {expected(FINETUNED + OFFSETS)}; training B from scratch (dense) reaches {SCRATCH:.3f}" in said[0]
-    half = scipy_stats.t.ppf(0.975, 2) * gap.std(ddof=1) / np.sqrt(3)
-    assert f"scratch minus fine-tuned {gap.mean():+.3f} [{gap.mean() - half:+.3f}, {gap.mean() + half:+.3f}]" in said[0]
-    assert f"A's mask on a fresh init reaches {SPARSE:.3f}" in said[0]
+    assert f"scratch minus fine-tuned {expected(SCRATCH - FINETUNED - OFFSETS, signed=True)}" in said[0]
+    assert (f"A's mask on a fresh init reaches {SPARSE:.3f} (mask on a fresh init minus fine-tuned "
+            f"{expected(SPARSE - FINETUNED - OFFSETS, signed=True)})") in said[0]
 
 
 def test_nothing_is_said_where_the_runs_lack_the_metric():

@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from crossprune.cli.report import report
 from crossprune.cli.sweeper import jobs_of, study_jobs
+from fashion_data import write
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "conf" / "study").glob("*.yaml"))
@@ -20,6 +21,9 @@ NARROW = {  # each preset cut to two seeds and one cell per arm, so that every c
     "init": ["prune.sparsity=0.8", *MNIST1D],
     "mitigations": ["prune.sparsity=0.8", *MNIST1D],
     "sanity": ["pair=digits_split", "prune.sparsity=0.9"],
+    "fashion_capacity": ["criterion=taylor", "pair.severity=0", "prune.sparsity=0.5", "pair.root={fashion}"],  # tiny IDX files
+    "fashion_hierarchy": ["prune.sparsity=0.9", "prune.layers=[layers.0],[layers.3],[layers.0,layers.3]", "pair.root={fashion}"],
+    "fashion_init": ["prune.sparsity=0.8", "pair.root={fashion}"],
     "seed_claims": ["++pair.num_samples=600"],  # only the capacity grid's pair reads it; the grid sets it, this wins
     "lm_calibration": ["criterion=wanda", "prune.sparsity=0.3,0.7", "pair.a.max_bytes=20000", "pair.seqlen=32",
                        "pair.b.paths=[/usr/share/common-licenses]",  # on every Debian machine: no set-up for the test
@@ -32,6 +36,9 @@ CLAIMS = {
     "init": {"init", "init_sparse", "init_random_mask"},
     "mitigations": {"mitigation:score_B", "mitigation:mix", "mitigation:finetune_then_prune", "mitigation:distill"},
     "sanity": {"sanity", "sanity_random"},
+    "fashion_capacity": {"capacity"},
+    "fashion_hierarchy": {"hierarchy"},
+    "fashion_init": {"init", "init_sparse", "init_random_mask"},
     "lm_calibration": set(),  # report/claims_lm.py's LM_CLAIMS, once the report judges them
 }
 
@@ -53,7 +60,8 @@ def test_every_study_runs_and_is_judged(study, compose_at, run_pipeline, tmp_pat
     """Each preset, narrowed to two seeds, runs every point and the report judges every claim it serves."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         base = compose("config", overrides=[f"study={study}"], return_hydra_config=True)
-    jobs = jobs_of(base, ["seed=0,1", *NARROW[study]])
+    narrow = [o.format(fashion=write(tmp_path / "fashion")) if "{fashion}" in o else o for o in NARROW[study]]
+    jobs = jobs_of(base, ["seed=0,1", *narrow])
     assert jobs and all("seed=0" in j or "seed=1" in j for j in jobs)
     for job in jobs:
         run_pipeline(compose_at(tmp_path, f"study={study}", *job))

@@ -12,7 +12,7 @@ from crossprune.stages.compute import machine, pin_threads
 from crossprune.stages.context import Context
 from crossprune.stages.datasets import log_datasets
 from crossprune.store import answer, connect, names, parent, tracking
-from crossprune.store.failures import Terminated, sigterm_raises, store_failure
+from crossprune.store.failures import Terminated, settle, sigterm_raises, store_failure
 from crossprune.store.names import score_data
 from crossprune.store.locks import FAILURE_TAG
 from crossprune.store.tracking import Result, StageFailed
@@ -42,6 +42,7 @@ def run(cfg: DictConfig, pair: Pair, sweep: str | None = None, overrides: list[s
         tracking.say(f"{how}: {tracking.kill_open_runs()} open run(s) marked KILLED")
         raise SystemExit(143 if isinstance(e, Terminated) else 130) from e
     except Exception as e:
+        settle()  # MLflow's retries back, for whatever this process does next
         if (failure := store_failure(e, cfg.tracking.uri)) is None:
             raise
         raise failure from e

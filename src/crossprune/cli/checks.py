@@ -41,6 +41,8 @@ def validate(cfg: DictConfig) -> "Pair":  # noqa: F821 (crossprune.data.Pair: no
 def check_built(cfg: DictConfig) -> Pair:
     """Build the data, the model, its optimizer, the criterion and the control, and try the mask on the model."""
     p = cfg.prune
+    task = task_of(cfg)
+    task.check(cfg)  # the model fits the pair's task (a language model for text), before anything is built
     try:
         pair = build_pair(cfg.pair)
     except MissingMandatoryValue as e:  # a ??? in conf/pair that the command line did not fill
@@ -48,8 +50,6 @@ def check_built(cfg: DictConfig) -> Pair:
     except Exception as e:  # a dataset that cannot be built is bad input, whatever raised
         raise ConfigError(f"pair {cfg.pair.name} cannot be built: {one_line(e.__cause__ or e)}") from e
     require(cfg.finetune_b.head == "reinit" or pair.shared_labels, f"finetune_b.head=keep needs A and B to share labels, and {pair.name} does not")
-    task = task_of(cfg)
-    task.check(cfg)  # the model fits the pair's task (a language model for text), before the model is built
     for side in ("a", "b") if task.labelled else ():  # a listed class the data lacks: a head unit trained on nothing, accuracy out of k-1
         data = pair[side.upper()]
         seen = set(torch.as_tensor(data.train.y).unique().tolist())

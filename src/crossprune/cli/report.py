@@ -69,8 +69,10 @@ def log_verdicts(client, run_id: str, verdicts, table) -> None:
 
     metrics, tags = {}, {}
     for v in verdicts.itertuples():
-        name = re.sub(r"[^\w.\- /]", "_", f"{v.claim}.{v.pair}")  # MLflow keys: no `:` (mitigation:distill)
-        metrics |= {f"{name}/{k}": float(getattr(v, k)) for k in ("effect", "ci_low", "ci_high", "n") if not math.isnan(getattr(v, k))}
+        cell = getattr(v, "cell", "all")  # a claim judged per cell (e.g. per sparsity) gets a name per cell
+        name = re.sub(r"[^\w.\- /]", "_", f"{v.claim}.{v.pair}" + ("" if cell in ("all", None) else f".{cell}"))  # no `:` in MLflow keys
+        numbers = {k: getattr(v, k, None) for k in ("effect", "ci_low", "ci_high", "n", "p_holm")}  # p_holm: the adjusted p
+        metrics |= {f"{name}/{k}": float(x) for k, x in numbers.items() if x is not None and not math.isnan(float(x))}
         tags[f"crossprune.verdict.{name}"] = v.verdict
     commit, dirty = code_state()
     read = sorted(set(table["parent_id"]))

@@ -95,7 +95,6 @@ A_ABOVE_CHANCE = Instrument("train_a", "A/acc", ("chance_A",))
 SCRATCH_ABOVE_CHANCE = Instrument("scratch_b_dense", "B/acc", ("chance_B",))
 BASELINE_ABOVE_CHANCE = Instrument("finetune_b", "B/acc", ("chance_B",))
 SCORED = {"score_data": unlike("none"), "prune.scope": unlike("layers")}  # data-dependent criteria, whole network
-DISTINCT = {"pair.severity": unlike(0)}  # severity 0 is A itself: the capacity effect is 0 there by construction
 DEPENDENT = {"score_data": unlike("none")}  # data-free criteria give the same masks whatever the score data
 
 
@@ -113,8 +112,7 @@ def mitigation(name: str, what: str, change: dict, vary: tuple[str, ...], only: 
 CLAIMS = (
     Claim("capacity", "Criteria scored on A throw away capacity B needs: scored on B, the pruned network keeps more "
           "B-readable features (fixed train_a B head)", "B/fixed_head_acc",
-          Arm("prune", {"score.data": "B", **SCORED, **DISTINCT}), Arm("prune", {**SCORED, **DISTINCT}), FIXED_HEAD,
-          ("score.data",)),
+          Arm("prune", {"score.data": "B", **SCORED}), Arm("prune", SCORED), FIXED_HEAD, ("score.data",)),
     Claim("capacity_shift", "The capacity lost by scoring on A grows the more A and B differ (per seed, Spearman ρ "
           "of the capacity effect with train_a's dissimilarity/mmd across ≥ 3 severities; a t-interval over seeds)", "B/fixed_head_acc",
           Arm("prune", {"score.data": "B", **SCORED}), Arm("prune", SCORED), FIXED_HEAD, ("score.data",),
@@ -217,9 +215,11 @@ def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
 
 
 def cells(diffs: pd.DataFrame, claim: Claim):
-    """("all", every difference), then ("<column>=<value>", its part) for each SPLITS column with several values
-    (not the one a claim's summary runs across)."""
-    yield "all", diffs
+    """("all", every difference but those at severity 0 — B is A itself there, so an effect is 0 by construction — unless
+    that is all there is), then ("<column>=<value>", its part) for each SPLITS column with several values (not the one
+    a claim's summary runs across): severity 0 is its own row, never averaged in."""
+    distinct = diffs["pair.severity"].fillna(1) != 0 if "pair.severity" in diffs and claim.summary is over_seeds else None
+    yield "all", diffs[distinct] if distinct is not None and distinct.any() else diffs
     for column in SPLITS:
         if column in diffs and column not in claim.vary and not (claim.summary is across_severities and column == "pair.severity"):
             values = diffs[column].dropna().unique()

@@ -7,15 +7,16 @@ cell). One statement per place (pair, severity, sparsity): its worst cell. A met
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from crossprune.report import stats
 from crossprune.report.claims import Arm, anything, select, unlike
 from crossprune.report.runs import design_columns
 
-UNITS = ("seed", "data_seed", "score.seed")  # what the seeds vary: never part of a cell
 PLACE = ("pair.name", "pair.severity", "prune.sparsity")  # one statement each
 WHOLE = {"prune.scope": unlike("layers")}  # per-layer runs have their own figure
+VALUE, CHANGE = (0.0, 1.0), (-1.0, 1.0)  # an accuracy or IoU; a difference of two
 MOST = 8  # statements per kind of damage: the worst places; runs.csv holds every cell
 
 
@@ -32,8 +33,9 @@ def section(table: pd.DataFrame, confidence: float) -> list[tuple]:
                                 "fixed-head or A accuracy, mask_iou_AB, fine-tuned and scratch B accuracy)."))]
     blocks.append(("p", (f"The largest damages these runs measured, worst first, one statement per pair, severity and "
                          f"sparsity (the worst cell there). Each number is a mean over seeds with its {confidence:.0%} "
-                         f"t-interval over the per-seed values [low, high] and n, the number of seeds; a drop or gap is "
-                         f"paired within each seed and cell.")))
+                         f"t-interval over the per-seed values [low, high] (clipped to what the quantity can be: [0, 1] for an "
+                         f"accuracy or IoU, [−1, 1] for a change) and n, the number of seeds; a change or gap is paired "
+                         f"within each seed and cell.")))
     for title, items in kinds:
         more = len(items) - MOST
         blocks += [("h", 3, title), ("list", items[:MOST])]
@@ -55,17 +57,25 @@ def paired(table: pd.DataFrame, rows: pd.DataFrame, metric: str, ref_stage: str,
                        on=["_cell", "seed"], how="left")
     out = []
     for _, g in both.groupby("_cell"):
-        mean, low, high, n = stats.t_interval(g[metric], confidence)
-        drop, drop_low, drop_high, _ = stats.t_interval(g["_ref"] - g[metric], confidence)
+        mean, low, high, n = interval(g[metric], confidence)
+        drop, drop_low, drop_high, _ = interval(g["_ref"] - g[metric], confidence, CHANGE)
         out.append({**g.iloc[0][keys].to_dict(), "_cell": g["_cell"].iloc[0], prefix: mean, f"{prefix}_low": low,
                     f"{prefix}_high": high, f"{prefix}_n": n, f"{prefix}_ref": g["_ref"].mean(),
                     f"{prefix}_drop": drop, f"{prefix}_drop_low": drop_low, f"{prefix}_drop_high": drop_high})
     return pd.DataFrame(out)
 
 
+def interval(values: pd.Series, confidence: float, bounds: tuple[float, float] = VALUE) -> tuple[float, float, float, int]:
+    """Mean over seeds and its t-interval, clipped to what the quantity can be (at few seeds a t-interval of an
+    accuracy easily reaches past 1)."""
+    mean, low, high, n = stats.t_interval(values, confidence)
+    return mean, *(float(np.clip(b, *bounds)) for b in (low, high)), n
+
+
 def cell_keys(table: pd.DataFrame) -> list[str]:
-    """What makes a cell (less the seeds), and how it was scored (`score_data`: none for a data-free criterion)."""
-    return [c for c in design_columns(table) if c not in UNITS] + ["score_data"]
+    """What makes a cell, less the seeds (`seed` and what follows it: `data_seed`, `pair.a.split_seed`, …), and how
+    it was scored (`score_data`: none for a data-free criterion)."""
+    return [c for c in design_columns(table) if not c.rpartition(".")[2].endswith("seed")] + ["score_data"]
 
 
 def per_seed(rows: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
@@ -99,7 +109,11 @@ def where(row: pd.Series, place: pd.DataFrame, keys: list[str]) -> str:
     if "score_data" in keys:
         what += " (data-free)" if row["score_data"] == "none" else f" scored on {row['score_data']}"
     shown = {*PLACE, "criterion.name", "score_data", "score.data"}
-    varying = [c for c in keys if c not in shown and place[c].astype(str).nunique() > 1]
+    text = place[[c for c in keys if c not in shown]].astype(str)
+    # a criterion's own setting (criterion.data_free) goes without saying once its name is said
+    criteria = place["criterion.name"].astype(str)
+    varying = [c for c in text if ((criteria + "|" + text[c]).nunique() > criteria.nunique() if c.startswith("criterion.")
+                                   else text[c].nunique() > 1)]
     what += "".join(f", {c} = {plain(row[c])}" for c in varying)
     return f"**{name}** — {what}"
 
@@ -138,10 +152,11 @@ def fixed_head(table: pd.DataFrame, confidence: float) -> list[str]:
     for row, place in worst(cells, "b_drop" if "b_drop" in cells else "a_drop"):
         said = []
         if "b" in row and pd.notna(row["b"]):
-            said.append(f"B read through A's fixed head falls from {num(row['b_ref'])} (dense train_a) to {ci(row, 'b')}, "
-                        f"a drop of {ci(row, 'b_drop')}; chance on B is {num(row['chance_B'])}")
+            said.append(f"B read through A's fixed head {moves(row, 'b')} from {num(row['b_ref'])} (dense train_a) to "
+                        f"{ci(row, 'b')}, a change of {change(row, 'b_drop')}; chance on B is {num(row['chance_B'])}")
         if "a" in row and pd.notna(row["a"]):
-            said.append(f"A keeps {ci(row, 'a')} of its dense {num(row['a_ref'])} (a drop of {ci(row, 'a_drop')})")
+            said.append(f"A's own accuracy {moves(row, 'a')} from {num(row['a_ref'])} to {ci(row, 'a')} "
+                        f"(change {change(row, 'a_drop')})")
         n = int(row["b_n"] if "b_n" in row and pd.notna(row["b_n"]) else row["a_n"])
         items.append(f"{where(row, place, cell_keys(table))}: " + "; ".join(said) + f" ({seeds(n)}{others(place)}).")
     return items
@@ -183,7 +198,7 @@ def summarise(rows: pd.DataFrame, metric: str, keys: list[str], confidence: floa
     """Per cell, `metric`'s mean over seeds with its interval."""
     out = []
     for cell, g in per_seed(rows, metric, keys).groupby("_cell"):
-        mean, low, high, n = stats.t_interval(g[metric], confidence)
+        mean, low, high, n = interval(g[metric], confidence)
         out.append({**g.iloc[0][keys].to_dict(), "_cell": cell, prefix: mean, f"{prefix}_low": low,
                     f"{prefix}_high": high, f"{prefix}_n": n})
     return pd.DataFrame(out, columns=[*keys, "_cell", prefix, f"{prefix}_low", f"{prefix}_high", f"{prefix}_n"])
@@ -203,9 +218,19 @@ def finetuning(table: pd.DataFrame, confidence: float) -> list[str]:
         text = (f"{where(row, place, cell_keys(table))}: fine-tuning the pruned A weights on B ends at {ci(row, 'd')}; training B from "
                 f"scratch (dense) reaches {num(row['d_ref'])}: scratch minus fine-tuned {signed(row, 'd_drop')}")
         if "s_ref" in row and pd.notna(row["s_ref"]):
-            text += f"; A's mask on a fresh init reaches {num(row['s_ref'])}: minus fine-tuned {signed(row, 's_drop')}"
+            text += (f"; A's mask on a fresh init reaches {num(row['s_ref'])} (mask on a fresh init minus fine-tuned "
+                     f"{signed(row, 's_drop')})")
         items.append(text + f" ({seeds(row['d_n'])}{others(place)}).")
     return items
+
+
+def moves(row: pd.Series, prefix: str) -> str:
+    return "falls" if row[f"{prefix}_drop"] > 0 else "rises" if row[f"{prefix}_drop"] < 0 else "stays"
+
+
+def change(row: pd.Series, drop: str) -> str:
+    """The signed change (value − dense) with its interval, from the drop (dense − value)."""
+    return signed(pd.Series({"x": -row[drop], "x_low": -row[f"{drop}_high"], "x_high": -row[f"{drop}_low"]}), "x")
 
 
 def signed(row: pd.Series, name: str) -> str:

@@ -47,7 +47,10 @@ def band(ax, data: pd.DataFrame, x: str, y: str, label: str, confidence: float, 
     rows = [(at, *seed_interval(g[y], confidence)) for at, g in per_seed.groupby(x)]
     at, mean, low, high = map(np.asarray, zip(*rows))
     line = ax.plot(at, mean, marker="o", label=label, **({"color": colour(colours, label)} | style))[0]
-    ax.fill_between(at, low, high, alpha=0.2, color=line.get_color())
+    if len(at) == 1:  # a line run at one of the panel's x values: its interval as an error bar
+        ax.errorbar(at, mean, yerr=[mean - low, high - mean], color=line.get_color(), capsize=4)
+    else:
+        ax.fill_between(at, low, high, alpha=0.2, color=line.get_color())
 
 
 def dots(ax, groups: list[tuple[str, pd.DataFrame, str]], confidence: float, colours: dict, at: str) -> None:
@@ -94,12 +97,13 @@ def grid(n: int, title: str, width: float = 4.5, rows: int = 1) -> tuple[Figure,
     size = max(width * n, 7.0)
     fig = Figure(figsize=(size, 4.2 * rows), layout="constrained")
     axes = np.array(fig.subplots(rows, n, squeeze=False)).tolist()
-    fig.suptitle(textwrap.fill(title, int(size * 8)), fontsize="medium")  # narrower than the figure: the legend is beside
+    fig.suptitle(textwrap.fill(title, int(size * 11)), fontsize="medium")
     return fig, axes
 
 
 def legend(axes: list, each: bool = False) -> None:
-    """Every labelled line of the panels in one legend beside the figure (off the data), or one legend per panel."""
+    """Every labelled line of the panels in one legend below the figure (off the data and the title), or one legend
+    per panel."""
     if each:
         for ax in axes:
             if ax.get_legend_handles_labels()[0]:
@@ -110,13 +114,14 @@ def legend(axes: list, each: bool = False) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     if handles:
-        axes[0].figure.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small")
+        axes[0].figure.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize="small",
+                              ncols=min(len(handles), 3))
 
 
-def unit_scale(ax) -> None:
-    """Accuracies, IoU and CKA live in [0, 1]."""
+def unit_scale(ax, whole: bool = False) -> None:
+    """IoU and CKA live in [0, 1] (zoomed to the data); accuracies are shown on the whole [0, 1], chance to perfect."""
     low, high = ax.get_ylim()
-    ax.set_ylim(max(low, -0.02), min(high, 1.02))
+    ax.set_ylim(*((-0.02, 1.02) if whole else (max(low, -0.02), min(high, 1.02))))
 
 
 def scored(criterion: str, data: str) -> str:
@@ -159,7 +164,7 @@ def sparsity(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
                          f"at sparsity {swept[0]:g}, the only one run")
                 references(ax, dense(table, at, metric), at[f"chance_{metric[0]}"].mean())
                 ax.set(title=", ".join(filter(None, (metric, severity_name(severity)))), ylabel=ACC)
-                unit_scale(ax)
+                unit_scale(ax, whole=True)
         legend([ax for row in axes for ax in row])
         out[f"sparsity_{pair}"] = fig
     return out
@@ -264,7 +269,7 @@ def curves(table: pd.DataFrame, fetch: Callable, confidence: float) -> dict[str,
                 references(ax, np.nan, at["chance_B"].mean())
                 ax.set(title=", ".join(filter(None, (f"sparsity {s:g}", severity_name(severity)))), xlabel="epoch",
                        ylabel=f"B val/acc, {ACC}")
-                unit_scale(ax)
+                unit_scale(ax, whole=True)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         legend([ax for row in axes for ax in row])
         out[f"curves_{pair}"] = fig

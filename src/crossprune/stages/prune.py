@@ -45,7 +45,8 @@ def run(ctx: Context, scored: Result, on_a: Result, on_b: Result) -> Result:
                 kind=p.kind, order=cfg.order, agreement_runs=f"{on_a.run_id},{on_b.run_id}")
         run.save("model", plain_state_dict(net))
         own = ctx.load_mask(on_a), ctx.load_mask(on_b)
-        run.log(ctx.evaluate(net, ctx.scored_classes) | metrics | agreement(on_a.load("scores"), on_b.load("scores"), p, *own))
+        run.log(ctx.evaluate(net, ctx.scored_classes) | metrics | agreement(on_a.load("scores"), on_b.load("scores"), p, *own)
+                | noise_floor(ctx, on_a))
         per_layer = {k.removeprefix("sparsity/"): v for k, v in metrics.items() if k.startswith("sparsity/")}
         figures.log(cfg, "layer_sparsity", figures.layer_sparsity, per_layer)
     return run.result
@@ -60,6 +61,18 @@ def agreement(on_a: dict[str, Tensor], on_b: dict[str, Tensor], p: DictConfig, m
     overall, per_param = mask_iou(mask_a or select_at(on_a), mask_b or select_at(on_b))
     return ({"mask_iou_AB": overall} | {f"mask_iou_AB/{n}": v for n, v in per_param.items()}
             | {f"score_spearman_AB/{n}": spearman(on_a[n], on_b[n]) for n in on_a})
+
+
+def noise_floor(ctx: Context, on_a: Result) -> dict[str, float]:
+    """`mask_iou_AA`: the IoU of the masks of two independent draws of A's score batches (the second from its own
+    stream), the agreement that mask_iou_AB is read against; 1 for data-free criteria and pruning methods."""
+    cfg, p = ctx.cfg, ctx.cfg.prune
+    if cfg.criterion.data_free or cfg.criterion.get("method"):
+        return {"mask_iou_AA": 1.0}
+    net = ctx.load_net(on_a, ctx.scored_classes)
+    again, _ = compute_scores(net, prunable(net, p), cfg, ctx.pair, ctx.scored_classes, "A", stream="score.replicate")
+    select_at = lambda scores: select(scores, p.sparsity, p.scope, list(p.layers), p.max_layer_sparsity, p.pattern)  # noqa: E731
+    return {"mask_iou_AA": mask_iou(select_at(on_a.load("scores")), select_at(again))[0]}
 
 
 def gradual_mask(ctx: Context, net: nn.Module, scores: dict) -> Mask:

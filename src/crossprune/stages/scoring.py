@@ -75,6 +75,8 @@ def score_batches(cfg: DictConfig, pair: Pair, data: str, stream: str = "score")
 
 def draw(data: Dataset, head: str, rows: int, size: int, rng: torch.Generator, seqlen: int | None = None) -> list[Batch]:
     order = torch.randperm(len(data.train), generator=rng).repeat(rows // len(data.train) + 1)  # cycle when short
-    cut = slice(None, seqlen)  # null: whole rows
-    return [Batch(part.x[:, cut], part.y[:, cut], head) for part in map(data.train.take, order[:rows].split(size))]
+    parts = map(data.train.take, order[:rows].split(size))
+    if seqlen is None:  # whole rows (images, or sequences as the data cut them)
+        return [Batch(part.x, part.y, head) for part in parts]
+    return [Batch(part.x[:, :seqlen], part.y[:, :seqlen], head) for part in parts]
 

@@ -22,6 +22,7 @@ from rich.markup import escape
 from crossprune import __version__
 from crossprune.config.errors import ConfigError, redact
 from crossprune.store import locks
+from crossprune.store.failures import fail_fast
 from crossprune.store.provenance import code_hash
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # artifacts are local copies: no bars
@@ -31,6 +32,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # its retries within ~3 s, not MLflow's 2 + 4 s
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no migration chatter when a store is created
 logging.getLogger("urllib3").setLevel(logging.ERROR)  # a retried request is no news; one that fails says so, once
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # its traceback of an error it raises: ours says it
 
 STAGE_TAG, KEY_TAG, WEIGHTS_TAG = "crossprune.stage", "crossprune.key", "crossprune.weights_key"
 SHA_TAG = "crossprune.sha256"  # {artifact path: sha256}, recorded when written, checked when reused
@@ -200,7 +202,8 @@ def tracked(run_name: str, tags: dict[str, str], nested: bool = False, system_me
         OPEN_RUNS.add(run.info.run_id)
         try:
             yield run
-        except Exception:
+        except Exception as e:
+            fail_fast(e)  # a store that stopped answering: ending this run (and the ones around it) fails at once
             OPEN_RUNS.discard(run.info.run_id)  # FAILED, as MLflow marks it
             raise
         OPEN_RUNS.discard(run.info.run_id)  # (an interrupt leaves it open, for kill_open_runs)
@@ -233,6 +236,7 @@ def stage_run(stage: str, key: str, depends: dict, workdir: Path, name: str | No
         try:
             yield stage_run
         except BaseException as e:
+            fail_fast(e)
             failed = StageFailed(f"{stage}: {e}") if isinstance(e, FloatingPointError) else e  # a diverged loss: the stage says what happened
             with suppress(Exception):  # what the stage measured before it failed stays on its FAILED run
                 stage_run.send(**({locks.FAILURE_TAG: str(failed)} if isinstance(failed, StageFailed) else {}))
