@@ -215,3 +215,40 @@ def test_hessian_counts_every_token_of_the_calibration_batches():
     [h] = hessian([layer], layer, [Batch(x, None, "A")])
     flat = x.reshape(-1, 4)
     assert torch.allclose(h, 2 * flat.T @ flat / 10)
+
+
+def save_checkpoint(folder, corpus: str) -> None:
+    """A tiny GPT-2 (Conv1D layers, head tied to the embeddings) and a byte-level BPE tokenizer trained here, saved
+    as a Hugging Face checkpoint folder: config.json, model.safetensors, tokenizer.json."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([corpus], vocab_size=300, min_frequency=2)
+    PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=bpe.get_vocab_size(), n_embd=32, n_layer=2, n_head=2, n_positions=64)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+
+
+def test_a_local_hf_checkpoint_is_read_as_it_is_and_pruned(tmp_path, make_cfg, run_pipeline):
+    """model=hf_causal_lm: its tokenizer reads the text, train_a.epochs=0 keeps its weights (the loss is HF's own on
+    the same tokens), SparseGPT prunes its Conv1D layers (as nn.Linear) and leaves the tied head whole."""
+    from transformers import AutoModelForCausalLM
+
+    paths = write_corpus(tmp_path)
+    save_checkpoint(tmp_path / "ckpt", (tmp_path / "b.txt").read_text())
+    cfg = make_cfg("pair=text", f"pair.a.paths=[{paths[0]}]", f"pair.b.paths=[{paths[1]}]", "pair.seqlen=32",
+                   "model=hf_causal_lm", f"model.path={tmp_path / 'ckpt'}", "train_a.epochs=0", "criterion=sparsegpt",
+                   "prune.sparsity=0.5", "score.nsamples=8", "stages=[train_a,score,prune]")
+    pair = validate(cfg)
+    done = run_pipeline(cfg)
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt").eval()
+    ids = torch.cat([pair.b.test.x, pair.b.test.y[:, -1:]], 1)  # HF shifts the labels itself
+    with torch.no_grad():
+        own = hf(input_ids=ids, labels=ids).loss
+    assert done["train_a"].metrics["B/loss"] == pytest.approx(float(own), rel=1e-4)
+    masks = tensors(cfg, done["prune"], "masks")
+    assert sorted(masks) == sorted(f"body.h.{i}.{m}.weight" for i in (0, 1) for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"))
+    assert done["prune"].metrics["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert done["prune"].metrics["B/loss"] > done["train_a"].metrics["B/loss"]

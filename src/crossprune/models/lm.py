@@ -42,12 +42,19 @@ class CausalLM(nn.Module):
                  weights: str | None = None, tokenizer=None):
         super().__init__()
         from transformers import AutoConfig, AutoModelForCausalLM  # noqa: PLC0415 (seconds to import)
+        from transformers.utils import logging  # noqa: PLC0415
+
+        logging.set_verbosity_error()  # no loading bars or notes on every model a stage builds
+        logging.disable_progress_bar()
 
         self.input_shape = list(input_shape)
         if config is None:
             if path is None or not Path(path).is_dir():
                 raise ValueError(f"model.path={path} is not a folder: give the folder of a local Hugging Face checkpoint")
             config = AutoConfig.from_pretrained(path, local_files_only=True)
+            positions = getattr(config, "max_position_embeddings", None)
+            if positions and self.input_shape[0] > positions:
+                raise ValueError(f"pair.seqlen={self.input_shape[0]} is longer than the {positions} positions of {path}")
         else:  # a model built here: its vocabulary is the tokenizer's, its positions the data's
             config.vocab_size, config.max_position_embeddings = num_classes, max(self.input_shape[0], 8)
             config.n_positions = config.max_position_embeddings  # GPT-2's name for it

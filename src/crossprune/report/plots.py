@@ -147,7 +147,8 @@ def sparsity(table: pd.DataFrame, confidence: float) -> dict[str, Figure]:
             continue
         levels, swept = severities(rows), sorted(rows["prune.sparsity"].unique())
         fig, axes = grid(len(panels), f"{pair}: after pruning, before fine-tuning (mean ± {confidence:.0%} CI over seeds, "
-                         f"{CLIPPED}; dashed: the dense train_a network, dotted: chance)", rows=len(levels))
+                         f"{CLIPPED}; dashed: the dense train_a network, dotted: chance)",
+                         width=4.5 if len(swept) > 1 else 3.5, rows=len(levels))  # points need less room than curves
         colours = {}
         for row_axes, severity in zip(axes, levels):
             at = at_severity(rows, severity)

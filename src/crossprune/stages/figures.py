@@ -27,13 +27,14 @@ def curves(history: dict[str, list[float]], first_epoch: int = 0) -> Figure:
     panels = {what: names for what, names in panels.items() if names}
     fig = Figure(figsize=(4 * max(len(panels), 2), 3.2))  # fixed margins: a layout engine costs more than drawing it
     axes = fig.subplots(1, max(len(panels), 1), squeeze=False,
-                        gridspec_kw={"left": 0.08, "right": 0.98, "bottom": 0.15, "top": 0.96, "wspace": 0.3})[0]
+                        gridspec_kw={"left": 0.08, "right": 0.98, "bottom": 0.15, "top": 0.9, "wspace": 0.3})[0]
     for ax, (what, names) in zip(axes, panels.items()):
         for name in names:
             values = history[name]
             ax.plot(range(first_epoch + 1, first_epoch + len(values) + 1), values, marker=".", label=name)
         ax.set(xlabel="epoch", ylabel=what)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))  # a rate of 3e-3: short labels, clear of the next panel
         ax.legend(fontsize="small")
     return fig
 
