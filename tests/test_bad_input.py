@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from crossprune.cli import app
 from crossprune.cli import report as report_cli
+from crossprune.config.errors import redact
 
 ROOT = os.geteuid() == 0  # root writes through any mode bits: an unwritable folder is one under /proc
 GPU = torch.cuda.is_available()
@@ -204,3 +205,28 @@ def test_the_console_script_says_the_same(tmp_path):
         out, err = process.communicate(timeout=120)
         assert_one_line(process.returncode, out, err, "crossprune", cases[arg])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_dir_is_composed_by_the_preflight_and_its_options_pass(tmp_path, monkeypatch, capsys):
+    """--config-dir adds a folder after conf/ (as Hydra does): a pair file there is an option the preflight composes
+    and validates, so a good job reaches the app (a bad point is refused before any runs: config_dir_sweep_point_bad)."""
+    (tmp_path / "myconf" / "pair").mkdir(parents=True)
+    shipped = Path(app.CONF, "pair", "digits_split.yaml").read_text()
+    (tmp_path / "myconf" / "pair" / "mine.yaml").write_text(shipped.replace("name: digits_split", "name: mine"))
+    monkeypatch.chdir(tmp_path)
+    started = []
+    monkeypatch.setattr(app, "app", lambda: started.append(True))
+    monkeypatch.setattr(sys, "argv", ["crossprune", "--config-dir", str(tmp_path / "myconf"), "pair=mine", "stages=[train_a]"])
+    app.main()
+    assert started == [True], capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("tracking.uri=http://user:secret@host:5000/api", "tracking.uri=http://user:***@host:5000/api"),
+    (r"tracking.uri=http\://user\:secret@127.0.0.1\:5000 seed=1", r"tracking.uri=http\://user\:***@127.0.0.1\:5000 seed=1"),  # a sweep's
+    ("postgresql+psycopg://me:p@ss@db:5432/runs", "postgresql+psycopg://me:***@db:5432/runs"),  # an unescaped @ in it
+    ("https://host/x?token=abc&n=1", "https://host/x?token=***&n=1"),
+    ("http://user@host and sqlite:///mlruns/mlflow.db", "http://user@host and sqlite:///mlruns/mlflow.db"),  # nothing secret
+])
+def test_a_password_in_a_uri_is_never_shown(text, shown):
+    assert redact(text) == shown

@@ -165,7 +165,7 @@ def test_the_server_killed_mid_sweep_then_back_the_same_sweeps_complete(server, 
     names the store (password hidden) and the cause, no traceback. With the server back, the same two commands
     complete: the dead runs marked FAILED, none RUNNING, no stage key FINISHED twice."""
     base = [*TINY, "train_a.epochs=40", f"tracking.uri={server.uri}", "tracking.experiment=killed"]
-    jobs = [(tmp_path / name, [*base, "-m", seeds]) for name, seeds in (("first", "seed=0,1"), ("second", "seed=2,3"))]
+    jobs = [(tmp_path / name, ["-m", *base, seeds]) for name, seeds in (("first", "seed=0,1"), ("second", "seed=2,3"))]
     for folder, _ in jobs:
         folder.mkdir()
     since = int(time.time() * 1000)
@@ -173,6 +173,7 @@ def test_the_server_killed_mid_sweep_then_back_the_same_sweeps_complete(server, 
     deadline = time.time() + 600
     while server.running("train_a", since) < 2 and sweeps.poll() is None and time.time() < deadline:
         time.sleep(0.2)
+    assert sweeps.poll() is None, [outputs(f) for f, _ in jobs]  # both still training
     server.kill()
     killed = time.time()
     assert codes(sweeps, timeout=300) == [2, 2], [outputs(f) for f, _ in jobs]

@@ -20,8 +20,9 @@ EXPECTED = {"to Integer": "an integer", "to Float": "a number", "not a valid boo
             "ListConfig, list or tuple": "a list"}
 
 
-# `scheme://user:password@host` (up to the last @ before the path) and `?password=…`-like query values.
-USERINFO = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<user>[^:/@\s]*):[^\s/]*@")
+# `scheme://user:password@host` (up to the last @ before the path; `\:` as a sweep's overrides escape it) and
+# `?password=…`-like query values.
+USERINFO = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*\\?://)(?P<user>[^:/@\s\\]*)(?P<colon>\\?:)[^\s/]*@")
 SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:password|passwd|pwd|secret|token|access_token|api_key|apikey)=)[^&;\s]*", re.I)
 
 
@@ -36,7 +37,7 @@ class StoreError(ConfigError):
 def redact(text: str) -> str:
     """`text` with any password a URI carries replaced by ***: a credential never reaches the terminal, a log, a tag
     or a param."""
-    return SECRET_QUERY.sub(r"\g<key>***", USERINFO.sub(r"\g<scheme>\g<user>:***@", str(text)))
+    return SECRET_QUERY.sub(r"\g<key>***", USERINFO.sub(r"\g<scheme>\g<user>\g<colon>***@", str(text)))
 
 
 def redact_logs() -> None:

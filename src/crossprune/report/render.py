@@ -38,8 +38,11 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
     """What went wrong (the measured damages in words), verdicts, the rule, each claim with its figures and per-seed
     numbers, instruments, configs, provenance."""
     v = judged.verdicts
-    verdicts = pd.DataFrame({"claim": v["claim"], "pair": v["pair"], f"effect [{confidence:.0%} CI]": [interval(r) for r in v.itertuples()],
-                             "n": v["n"], "verdict": v["verdict"]})
+    adjusted = [f"{min(r.p_holm, r.p_refute_holm):.2g}" if r.p_holm == r.p_holm else "—" for r in v.itertuples()]
+    verdicts = pd.DataFrame({"claim": v["claim"], "pair": v["pair"], "cell": v["cell"],
+                             f"effect [{confidence:.0%} CI]": [interval(r) for r in v.itertuples()], "n": v["n"],
+                             "P(improvement)": [cell(r.poi) for r in v.itertuples()], "adj. p": adjusted,
+                             "verdict": v["verdict"], "seeds to decide": ["—" if r.seeds_needed != r.seeds_needed else f"{r.seeds_needed:.0f}" for r in v.itertuples()]})
     own = ", ".join(f"{c.name} {c.min_effect:g}" for c in CLAIMS if c.min_effect is not None)  # e.g. a correlation
     blocks = [("h", 1, f"crossprune report · {study}"), *damage.section(table, confidence),
               ("h", 2, "Verdicts"), ("table", verdicts),

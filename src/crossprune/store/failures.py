@@ -78,7 +78,7 @@ def store_failure(e: BaseException, uri: str) -> StoreError | None:
         return None
     if unreachable(e):
         root = next((c for c in reversed(causes) if isinstance(c, OSError)), causes[0])  # e.g. Connection refused
-        return StoreError(f"the MLflow store at {store} stopped answering ({redact(one_line(root))[:300]}): {again} once it answers")
+        return StoreError(f"the MLflow store at {store} stopped answering ({redact(one_line(root))[:300]}): once it answers, {again}")
     root = next((c for c in reversed(causes) if isinstance(c, sqlite3.Error)), causes[0])  # the database's own words
     return StoreError(f"the MLflow store at {store} failed: {redact(one_line(root))[:300]}; {again}")
 
