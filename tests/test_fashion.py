@@ -139,10 +139,12 @@ def test_max_train_keeps_a_seeded_stratified_subset_and_the_whole_test(tmp_path)
 def test_fashion_shift_at_0_is_a_and_digits_to_fashion_meets_it_at_28x28(tmp_path, make_cfg):
     root = f"pair.root={write(tmp_path / 'f')}"
     same = build_pair(make_cfg("pair=fashion_shift", root, "pair.severity=0", "pair.max_train=null").pair)
-    assert same.shared_labels and same.name == "fashion_rotate"
+    assert same.shared_labels and same.name == "fashion_gaussian_noise"
     assert torch.equal(same.a.train.x, same.b.train.x) and torch.equal(same.a.test.x, same.b.test.x)
-    noisy = build_pair(make_cfg("pair=fashion_shift", root, "pair.shift=gaussian_noise", "pair.severity=1", "pair.max_train=null").pair)
+    noisy = build_pair(make_cfg("pair=fashion_shift", root, "pair.severity=1", "pair.max_train=null").pair)
     assert torch.equal(noisy.a.train.y, noisy.b.train.y) and 0.02 < float((noisy.b.train.x - noisy.a.train.x).abs().mean()) < 0.1
+    turned = build_pair(make_cfg("pair=fashion_shift", root, "pair.shift=rotate", "pair.severity=1", "pair.max_train=null").pair)
+    assert turned.name == "fashion_rotate" and torch.allclose(turned.b.test.x, torch.rot90(turned.a.test.x, 1, (2, 3)), atol=1e-5)
     cross = build_pair(make_cfg("pair=digits_to_fashion", root, "pair.max_train=null").pair)
     assert cross.a.input_shape == cross.b.input_shape == [1, 28, 28] and not cross.shared_labels
     assert cross.a.classes == tuple(range(10)) and cross.b.classes == CLASSES and len(cross.a.test) == 450

@@ -121,13 +121,19 @@ def test_artifacts_of_every_stage(history, single):
         assert list(drawn) == [f"figures/{expected}.png"] and drawn[f"figures/{expected}.png"] > 5000, (stage, drawn)
 
 
-def test_params_are_the_flattened_config(single):
-    """Parent and stage runs carry the resolved config as dotted params."""
+def test_params_are_the_flattened_config_each_run_depends_on(single):
+    """The parent carries the whole resolved config as dotted params; a stage run the part its result depends on
+    (its own keys and its upstream stages'), so a search on a param finds only runs that depend on it."""
     runs, parent = single
     for run in [parent, *runs.values()]:
-        p = run.data.params
-        assert p["prune.sparsity"] == "0.8" and p["train_a.epochs"] == "4" and p["model.hidden"] == "[32, 16]"
-        assert p["criterion.name"] == "magnitude" and p["finetune_b.head"] == "reinit"
+        assert run.data.params["train_a.epochs"] == "4" and run.data.params["model.hidden"] == "[32, 16]"
+    for run in [parent, runs["prune"], runs["finetune_b"], runs["scratch_b_sparse"]]:
+        assert run.data.params["prune.sparsity"] == "0.8" and run.data.params["criterion.name"] == "magnitude"
+    for stage in ("train_a", "scratch_b_dense"):
+        assert not {k for k in runs[stage].data.params if k.startswith(("prune.", "criterion.", "control."))}, stage
+    assert "prune.sparsity" not in runs["score"].data.params and runs["score"].data.params["criterion.name"] == "magnitude"
+    assert parent.data.params["finetune_b.head"] == runs["finetune_b"].data.params["finetune_b.head"] == "reinit"
+    assert "finetune_b.head" not in runs["train_a"].data.params
 
 
 def test_masks_reach_finetune_b_and_the_sparse_baseline(history):

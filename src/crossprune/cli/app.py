@@ -113,7 +113,6 @@ def preflight(argv: list[str]) -> None:
             Console(stderr=True, soft_wrap=True).print(f"[dim]▸ {len(jobs)} jobs: each is checked (data, model, trainer) or found in the store before any runs[/]")
         for overrides in jobs:
             cfg = compose(config, overrides=list(overrides))
-            from crossprune.cli.checks import validate  # noqa: PLC0415
             from crossprune.config.values import check_values  # noqa: PLC0415
 
             check_values(cfg)  # a typo is told before anything heavy loads
@@ -124,6 +123,8 @@ def preflight(argv: list[str]) -> None:
             if found := answer.find(cfg):  # a job the store answers was validated when it ran
                 sweeper.answered[sweeper.job_id(overrides)] = (cfg, found)  # the study sweeper replies without launching it
             else:
+                from crossprune.cli.checks import validate  # noqa: PLC0415  (torch: only for a job to run)
+
                 validate(cfg)
         sweeper.preflighted = args.multirun and not other_sweeper(args.overrides)
 

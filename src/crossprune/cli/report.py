@@ -76,7 +76,8 @@ def log_verdicts(client, run_id: str, verdicts, table) -> None:
         tags[f"crossprune.verdict.{name}"] = v.verdict
     commit, dirty = code_state()
     read = sorted(set(table["parent_id"]))
-    tags |= {"mlflow.source.git.commit": commit, "crossprune.git_dirty": dirty, "crossprune.runs_read": " ".join(read)[:8000],
+    tags |= {"mlflow.source.git.commit": commit, "mlflow.source.name": "crossprune-report", "mlflow.source.type": "LOCAL",
+             "crossprune.git_dirty": dirty, "crossprune.runs_read": " ".join(read)[:8000],
              "crossprune.runs_read_count": str(len(read))}
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], tags=[RunTag(k, v) for k, v in tags.items()])

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from crossprune.report import damage
-from crossprune.report.claims import CLAIMS, RULE, Judged
+from crossprune.report.claims import CLAIMS, COLUMNS, RULE, Judged
 from crossprune.report.plots import FIGURES_OF
 from crossprune.report.runs import config_columns
 
@@ -37,7 +37,7 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
              confidence: float, provenance: dict[str, str]) -> list[tuple]:
     """What went wrong (the measured damages in words), verdicts, the rule, each claim with its figures and per-seed
     numbers, instruments, configs, provenance."""
-    v = judged.verdicts
+    v = judged.verdicts.reindex(columns=COLUMNS).fillna({"cell": "all"})  # a table judged before a column existed
     adjusted = [f"{min(r.p_holm, r.p_refute_holm):.2g}" if r.p_holm == r.p_holm else "—" for r in v.itertuples()]
     verdicts = pd.DataFrame({"claim": v["claim"], "pair": v["pair"], "cell": v["cell"],
                              f"effect [{confidence:.0%} CI]": [interval(r) for r in v.itertuples()], "n": v["n"],
