@@ -1,8 +1,9 @@
 # Two commands do all set-up: `make run` (the seed_claims study and its verdict report) and `make test` (the tests).
 VENV := .venv
 BIN := $(VENV)/bin
+DATA := $(VENV)/.data-ready
 
-.PHONY: run test
+.PHONY: run test data
 
 $(BIN)/crossprune: pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -10,9 +11,19 @@ $(BIN)/crossprune: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-run: $(BIN)/crossprune
+# The data that is not embedded, from Debian's packages (as root: apt-get install; else apt-get download + dpkg -x
+# into ~/.cache/crossprune): Fashion-MNIST's four IDX files. Nothing is downloaded while an experiment runs.
+$(DATA): $(BIN)/crossprune
+	$(BIN)/python -m crossprune.data.fashion_setup
+	touch $@
+
+data: $(DATA)
+
+run: $(BIN)/crossprune $(DATA)
 	$(BIN)/crossprune -m study=seed_claims trainer.progress_bar=false
 	$(BIN)/crossprune-report study=seed_claims
 
+# Tests on the real files run where they are installed and are skipped, with the reason, where they are not.
 test: $(BIN)/crossprune
+	-$(MAKE) --no-print-directory data
 	$(BIN)/python -m pytest

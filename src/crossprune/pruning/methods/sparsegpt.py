@@ -45,13 +45,15 @@ def reconstruct(w: Tensor, h: Tensor, sparsity: float, pattern: str | None = Non
     """The pruned and reconstructed weight [out, in] and its 0/1 keep mask, from the input Hessian `h` [in, in].
     `damp` × mean(diag H) is added to H's diagonal (as the paper's 1%): inputs never seen leave H singular."""
     w, h = w.detach().float().clone(), h.detach().float().clone()
-    rows, cols = w.shape
+    cols = w.shape[1]
     dead = h.diagonal() == 0  # an input that is always zero: its weights do nothing, prune them first
     h[dead, dead] = 1
     w[:, dead] = 0
     h.diagonal().add_(damp * h.diagonal().mean())
     u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)  # H⁻¹ = UᵀU
     n, m = n_of_m(pattern) if pattern else (0, 0)
+    if pattern and blocksize % m:
+        raise ValueError(f"sparsegpt's blocksize {blocksize} must be a multiple of M={m} (prune.pattern={pattern})")
     pruned = torch.zeros_like(w, dtype=torch.bool)
     for start in range(0, cols, blocksize):
         end = min(start + blocksize, cols)
