@@ -114,7 +114,7 @@ def test_a_sweep_launches_only_the_jobs_the_store_cannot_answer(tmp_path):
         {s: first[0].data.tags[f"{parent.RUN_TAG}{s}"] for s in ("train_a", "prune")}
     assert "8 points" not in again.stdout and "3 points" in again.stdout  # one table for the whole sweep
     jobs = [p.name for p in Path(tmp_path, second[0].data.tags["crossprune.sweep"]).iterdir() if p.is_dir()]
-    assert jobs == ["0"]  # a Hydra job folder for the launched point only
+    assert jobs == []  # no Hydra job folder: none for an answered point, and the launched point's empty one is removed
 
 
 def test_a_command_never_takes_an_earlier_commands_answer():
