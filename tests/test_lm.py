@@ -252,3 +252,16 @@ def test_a_local_hf_checkpoint_is_read_as_it_is_and_pruned(tmp_path, make_cfg, r
     assert sorted(masks) == sorted(f"body.h.{i}.{m}.weight" for i in (0, 1) for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"))
     assert done["prune"].metrics["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert done["prune"].metrics["B/loss"] > done["train_a"].metrics["B/loss"]
+
+
+def test_calibration_takes_nsamples_sequences_of_seqlen_tokens_and_mixes_by_rows(lm):
+    """score.nsamples sequences cut to score.seqlen tokens; a mix of one batch is still half A, half B."""
+    from crossprune.stages.scoring import score_batches
+
+    pair = build_pair(lm.cfg.pair)
+    cfg = lm.cfg.copy()
+    cfg.score.nsamples, cfg.score.batch_size, cfg.score.seqlen = 12, 16, 20
+    batches = {d: score_batches(cfg, pair, d) for d in ("A", "B", "mix")}
+    assert [(b.head, tuple(b.x.shape)) for b in batches["mix"]] == [("A", (6, 20)), ("B", (6, 20))]
+    assert torch.equal(batches["mix"][0].x, batches["A"][0].x[:6]) and torch.equal(batches["mix"][1].x, batches["B"][0].x[6:])
+    assert all(torch.equal(b.x[:, 1:], b.y[:, :-1]) for b in batches["B"])

@@ -35,7 +35,7 @@ def within_margin(claim, treat, base, keys, table) -> pd.DataFrame:
 def gap_growth(claim, treat, base, keys, table) -> pd.DataFrame:
     """Per cell less its sparsity: the A−B calibration gap at the highest sparsity minus the gap at the lowest."""
     gaps = stats.matched(treat, base, keys, claim.metric)
-    rest = [k for k in keys if k != "prune.sparsity"]
+    rest = [k for k in keys if not k.endswith("sparsity")]  # prune.sparsity and its copies (criterion.*.sparsity)
     if gaps.empty or "prune.sparsity" not in gaps:
         return pd.DataFrame(columns=[*rest, "treat", "base", "diff"])
     rows = []

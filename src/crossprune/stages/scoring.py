@@ -59,23 +59,28 @@ def score_batches(cfg: DictConfig, pair: Pair, data: str, stream: str = "score")
     """`score.batches` seeded batches (or `score.nsamples` rows in batches of `score.batch_size`) from the train
     split of A, of B, or a `score.mix` fraction from B; a language model's sequences cut to `score.seqlen` tokens.
 
-    Batch i is position i of its dataset's own stream, and A's and B's streams share one seed: drawing from one
-    never moves the other, so when A and B are the same data, scoring on A, on B or on a mix sees the same batches.
+    Row i is position i of its dataset's own stream (a mix: A's first rows, then B's from where A's end), and A's
+    and B's streams share one seed: drawing from one never moves the other, so when A and B are the same data,
+    scoring on A, on B or on a mix sees the same batches. The mix is counted in rows: one batch of 32 sequences is
+    still half A and half B.
     """
     s = cfg.score
     if data == "none":
         return []
     rows = s.nsamples or s.batches * s.batch_size
-    batches = -(-rows // s.batch_size)
-    from_a = batches - {"A": 0, "B": batches, "mix": round(s.mix * batches)}[data]
-    a = draw(pair.a, "A", rows, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
-    b = draw(pair.b, "B", rows, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
-    return a[:from_a] + b[from_a:]
+    from_a = rows - {"A": 0, "B": rows, "mix": round(s.mix * rows)}[data]
+    a = draw(pair.a, "A", 0, from_a, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
+    b = draw(pair.b, "B", from_a, rows, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
+    return a + b
 
 
-def draw(data: Dataset, head: str, rows: int, size: int, rng: torch.Generator, seqlen: int | None = None) -> list[Batch]:
-    order = torch.randperm(len(data.train), generator=rng).repeat(rows // len(data.train) + 1)  # cycle when short
-    parts = map(data.train.take, order[:rows].split(size))
+def draw(data: Dataset, head: str, start: int, stop: int, size: int, rng: torch.Generator,
+         seqlen: int | None = None) -> list[Batch]:
+    """Rows `start` to `stop` of the data's seeded stream, in batches of `size`."""
+    if start >= stop:
+        return []
+    order = torch.randperm(len(data.train), generator=rng).repeat(stop // len(data.train) + 1)  # cycle when short
+    parts = map(data.train.take, order[start:stop].split(size))
     if seqlen is None:  # whole rows (images, or sequences as the data cut them)
         return [Batch(part.x, part.y, head) for part in parts]
     return [Batch(part.x[:, :seqlen], part.y[:, :seqlen], head) for part in parts]
