@@ -106,7 +106,9 @@ def test_four_processes_starting_together_on_a_fresh_store(tmp_path):
                       for r in runs if r.info.status != "FINISHED"]
         assert not unfinished, f"{folder}: {'; '.join(unfinished)}"
         stages = Counter(r.data.tags[STAGE_TAG] for r in runs)
-        assert stages == {"pipeline": 5, "train_a": 1}
+        trained = [f"train_a run {r.info.run_id} key {r.data.tags.get(KEY_TAG)} by {r.data.tags.get(locks.PROCESS_TAG)} "
+                   f"from {r.info.start_time} to {r.info.end_time}" for r in runs if r.data.tags[STAGE_TAG] == "train_a"]
+        assert stages == {"pipeline": 5, "train_a": 1}, f"{folder}: {'; '.join(trained)}"
         keys = Counter(r.data.tags[KEY_TAG] for r in runs if KEY_TAG in r.data.tags)
         assert max(keys.values()) == 1
 

@@ -7,7 +7,7 @@ SILENT = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shel
 
 
 def main() -> None:
-    if not SILENT & set(sys.argv[1:]):  # help and --cfg print only what they were asked for
+    if sys.stderr.isatty() and not SILENT & set(sys.argv[1:]):  # at a terminal only: a script reading stderr gets a bad input as one line; help and --cfg print only what they were asked for
         print("crossprune: composing the config and checking every job before anything runs …", file=sys.stderr, flush=True)
     from crossprune.cli.app import main as command
 
