@@ -6,6 +6,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient, fluent
 from omegaconf import DictConfig
@@ -22,9 +23,18 @@ SHRINK = ["train_a.epochs=4", "finetune_b.epochs=1", "trainer.progress_bar=false
 SMALL = {"mlp": "model.hidden=[32,16]", "cnn": "model.channels=[8,16]", "resnet18": "model.width=0.125"}  # by model option
 
 
+def model_option(overrides) -> str:
+    """The model a composition gets: its override, else the one its study's defaults pick, else the default."""
+    if model := next((o.partition("=")[2] for o in overrides if o.startswith("model=")), None):
+        return model
+    study = Path(CONF) / "study" / f"{next((o.partition('=')[2] for o in overrides if o.startswith('study=')), '')}.yaml"
+    defaults = yaml.safe_load(study.read_text()).get("defaults", []) if study.is_file() else []
+    return next((d["override /model"] for d in defaults if isinstance(d, dict) and "override /model" in d), "mlp")
+
+
 def compose_config(root: Path, *overrides: str) -> DictConfig:
     """The real config, shrunk, with its MLflow store and artifacts under `root`."""
-    model = next((o.partition("=")[2] for o in overrides if o.startswith("model=")), "mlp")
+    model = model_option(overrides)
     store = [f"tracking.uri=sqlite:///{root}/mlflow.db", f"tracking.artifacts={root}/artifacts"]
     small = [SMALL[model]] if model in SMALL else []
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
