@@ -12,9 +12,10 @@ $(BIN)/crossprune: pyproject.toml
 	touch $@
 
 # The data that is not embedded, from Debian's packages (as root: apt-get install; else apt-get download + dpkg -x
-# into ~/.cache/crossprune): Fashion-MNIST's four IDX files. Nothing is downloaded while an experiment runs.
-$(DATA): $(BIN)/crossprune
-	$(BIN)/python -m crossprune.data.fashion_setup
+# into ~/.cache/crossprune): Fashion-MNIST's four IDX files, and lm_code_prose's B corpus (dict-devil: The Devil's
+# Dictionary). Each is tried even when the other fails. Nothing is downloaded while an experiment runs.
+$(DATA): $(BIN)/crossprune $(wildcard src/crossprune/data/*_setup.py)
+	$(BIN)/python -m crossprune.data.fashion_setup; fashion=$$?; $(BIN)/python -m crossprune.data.text_setup && exit $$fashion
 	touch $@
 
 data: $(DATA)

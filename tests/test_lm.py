@@ -110,22 +110,55 @@ def test_sparsegpt_2_4_keeps_two_of_every_four_and_updates_the_kept_weights(lm):
     assert 0 < lm.sgpt["prune"].metrics["mask_iou_AB"] <= 1
 
 
-def layer_inputs(lm, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The trained dense model's weight `name` and that layer's inputs on A's calibration batches."""
+def dense_lm(lm) -> tuple[torch.nn.Module, list]:
+    """The trained dense model (eval mode) and A's calibration batches."""
     from crossprune.stages.context import Context
     from crossprune.stages.scoring import score_batches
 
     ctx = Context(lm.cfg, build_pair(lm.cfg.pair), lm.root)
     net = ctx.new_net(ctx.pair.a.classes)
     net.load_state_dict(tensors(lm.cfg, lm.wanda["train_a"], "model"))
-    net.eval()
+    return net.eval(), list(score_batches(lm.cfg, ctx.pair, "A"))
+
+
+def layer_inputs(lm, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trained dense model's weight `name` and that layer's inputs on A's calibration batches."""
+    net, batches = dense_lm(lm)
     layer, xs = net.get_submodule(name.rpartition(".")[0]), []
     hook = layer.register_forward_pre_hook(lambda m, i: xs.append(i[0].reshape(-1, m.in_features)))
     with torch.no_grad():
-        for b in score_batches(lm.cfg, ctx.pair, "A"):
+        for b in batches:
             net(b.x)
     hook.remove()
     return layer.weight.detach().clone(), torch.cat(xs)
+
+
+def test_sequential_wanda_calibrates_each_block_through_n_m_masks(lm, compose_at, run_pipeline):
+    """Block 1 is scored on inputs through block 0 pruned 2:4 (not by a row cut of the same 50%), and the prune
+    stage's masks then have exactly 2 zeros in every group of 4 of every row."""
+    from crossprune.criteria import wanda
+
+    net, batches = dense_lm(lm)
+    names = sorted(tensors(lm.cfg, lm.wanda["prune"], "masks"))
+    params = {n: net.get_parameter(n) for n in names}
+    n_m, row = (wanda.score(net, params, batches, None, 0.5, "row", pattern=p) for p in ("2:4", None))
+    first, second = [n for n in names if ".layers.0." in n], [n for n in names if ".layers.1." in n]
+    assert all(torch.equal(n_m[n], row[n]) for n in first)  # nothing before block 0: the dense net's inputs
+    cut = select({n: n_m[n] for n in first}, 0.5, "row", pattern="2:4")
+    assert all(torch.all((cut[n].reshape(len(cut[n]), -1, 4) == 0).sum(2) == 2) for n in first)
+    with torch.no_grad():
+        for n in first:
+            params[n].mul_(cut[n])
+    owners = [n.rpartition(".")[0] for n in second]
+    want = wanda.weigh(net, {n: params[n] for n in second}, wanda.input_norms(net, owners, batches))
+    assert all(torch.allclose(n_m[n], want[n]) for n in second)
+    assert not all(torch.allclose(row[n], want[n]) for n in second)  # a row cut would have calibrated otherwise
+    cfg = compose_at(lm.root, *overrides(lm.paths, "criterion=wanda", "prune.sparsity=0.5", "prune.pattern=2:4",
+                                         "stages=[train_a,score,prune]"))
+    done = run_pipeline(cfg)
+    assert done["train_a"].cached and done["prune"].metrics["sparsity"] == pytest.approx(0.5, abs=1e-4)
+    for name, m in tensors(lm.cfg, done["prune"], "masks").items():
+        assert torch.all((m.reshape(len(m), -1, 4) == 0).sum(2) == 2), name
 
 
 @pytest.mark.parametrize("name", ["body.layers.0.mlp.down_proj.weight", "body.layers.1.self_attn.o_proj.weight"])
@@ -189,6 +222,22 @@ def test_text_reads_files_folders_jsonl_and_gzip_into_seeded_blocks(tmp_path):
     assert "never" not in seen and "delta" in seen and "epsilon" in seen and "alpha" in seen
     again, other = (text("t", paths, ByteTokenizer(), seqlen=16, glob="*.txt", split_seed=s) for s in (3, 4))
     assert torch.equal(again.test.x, data.test.x) and not torch.equal(other.test.x, data.test.x)
+
+
+def test_the_prose_corpus_is_read_from_the_set_up_cache_when_debian_path_lacks_it(tmp_path, monkeypatch):
+    """Without root the set-up unpacks dict-devil into the cache; the pair's path (Debian's) still finds it there."""
+    from crossprune.data import text_setup
+
+    monkeypatch.setattr(text_setup, "PROSE", tmp_path / "usr" / "devil.dict.dz")  # as on a machine without the package
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="no file or folder"):
+        text("b", [str(text_setup.PROSE)], ByteTokenizer(), seqlen=16)
+    text_setup.cache_file().parent.mkdir(parents=True)
+    with gzip.open(text_setup.cache_file(), "wt") as f:
+        f.write("DEVIL, n. The author of all our woes. " * 40)
+    data = text("b", [str(text_setup.PROSE)], ByteTokenizer(), seqlen=16)
+    assert b"woes" in b"".join(bytes(r.tolist()) for r in data.train.x)
+    assert text_setup.damage(text_setup.cache_file()).endswith("not the dictionary's ~380 KB")  # 1.5 KB: not it
 
 
 @pytest.mark.parametrize("extra,says", [

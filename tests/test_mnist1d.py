@@ -50,6 +50,19 @@ def test_shift_at_severity_0_gives_b_equal_to_a(make_cfg):
         assert torch.equal(getattr(pair.a, s).x, getattr(pair.b, s).x) and torch.equal(getattr(pair.a, s).y, getattr(pair.b, s).y)
 
 
+
+def test_the_redraw_pair_gives_b_its_own_sample_of_a_s_distribution(make_cfg):
+    """mnist1d_redraw: B shares no signal with A, has every class in the same numbers, and is another seed's draw
+    for every seed; draw 0 is the seed's own draw; a bad draw is one line."""
+    pair = build_pair(make_cfg("pair=mnist1d_redraw", *SMALL_PAIR).pair)
+    assert pair.shared_labels and not rows(pair.a) & rows(pair.b)
+    assert torch.equal(pair.a.train.y.bincount(), pair.b.train.y.bincount())
+    again = build_pair(make_cfg("pair=mnist1d_redraw", "seed=1", *SMALL_PAIR).pair)
+    assert not rows(again.b) & rows(pair.b) and rows(again.a) != rows(pair.a)
+    assert torch.equal(mnist1d(num_samples=SMALL, draw=0).train.x, mnist1d(num_samples=SMALL).train.x)
+    with pytest.raises(ValueError, match="draw must be a non-negative integer, got -1"):
+        mnist1d(num_samples=SMALL, draw=-1)
+
 def test_b_moves_further_from_a_as_severity_grows():
     """Every severity keeps the rows and labels of the draw; the mean |B - A| grows (in units of the data's std)."""
     a = mnist1d(num_samples=SMALL)

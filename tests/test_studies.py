@@ -24,7 +24,7 @@ NARROW = {  # each preset cut to two seeds and one cell per arm, so that every c
     "fashion_capacity": ["criterion=taylor", "pair.severity=0", "prune.sparsity=0.5", "pair.root={fashion}"],  # tiny IDX files
     "fashion_hierarchy": ["prune.sparsity=0.9", "prune.layers=[layers.0],[layers.3],[layers.0,layers.3]", "pair.root={fashion}"],
     "fashion_init": ["prune.sparsity=0.8", "pair.root={fashion}"],
-    "seed_claims": ["++pair.num_samples=600"],  # only the capacity grid's pair reads it; the grid sets it, this wins
+    "seed_claims": ["++pair.num_samples=600", "++pair.root={fashion}"],  # only the grids whose pair reads them; this wins
     "lm_calibration": ["criterion=wanda", "prune.sparsity=0.3,0.7", "pair.a.max_bytes=20000", "pair.seqlen=32",
                        "pair.b.paths=[/usr/share/common-licenses]",  # on every Debian machine: no set-up for the test
                        "model.config.hidden_size=32", "model.config.intermediate_size=64", "model.config.num_attention_heads=2",
@@ -39,7 +39,7 @@ CLAIMS = {
     "fashion_capacity": {"capacity"},
     "fashion_hierarchy": {"hierarchy"},
     "fashion_init": {"init", "init_sparse", "init_random_mask"},
-    "lm_calibration": set(),  # report/claims_lm.py's LM_CLAIMS, once the report judges them
+    "lm_calibration": {"lm_calibration_cost", "lm_mix_near_best_A", "lm_mix_near_best_B", "lm_gap_grows"},  # report/claims_lm.py
 }
 
 
@@ -81,7 +81,8 @@ def test_the_main_command_runs_the_default_study_and_its_report(tmp_path):
     tiny = ["seed=0,1", "prune.sparsity=0.95", "train_a.epochs=2", "finetune_b.epochs=1", "score.batches=2", "trainer.progress_bar=false",
             "tracking.artifacts=" + str(tmp_path / "artifacts"), "hydra.sweep.dir=" + str(tmp_path / "multirun")]
     bin_ = Path(os.sys.executable).parent
-    sweep = subprocess.run([bin_ / "crossprune", "-m", "study=seed_claims", *tiny, *NARROW["seed_claims"]],
+    narrow = [o.format(fashion=write(tmp_path / "fashion")) for o in NARROW["seed_claims"]]
+    sweep = subprocess.run([bin_ / "crossprune", "-m", "study=seed_claims", *tiny, *narrow],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     assert sweep.stdout.count("points ·") == 1 and "prune.layers" in sweep.stdout  # one table, swept values as columns
@@ -94,4 +95,5 @@ def test_the_main_command_runs_the_default_study_and_its_report(tmp_path):
     claims = {r["claim"] for r in rows}
     assert {"capacity", "hierarchy", "init", "sanity", "mitigation:score_B", "mitigation:distill",
             "mitigation:finetune_then_prune"} <= claims
+    assert {("capacity", "fashion_gaussian_noise"), ("init", "fashion_gaussian_noise")} <= {(r["claim"], r["pair"]) for r in rows}
     assert {p.suffix for p in folder.iterdir()} >= {".md", ".html", ".csv", ".png"}

@@ -48,10 +48,15 @@ def mnist1d(
     test: float = 0.25,
     split_seed: int = 0,
     seed: int = 0,
+    draw: int = 0,
 ) -> Dataset:
-    """MNIST-1D drawn with `seed` (num_samples // 10 per class), restricted to `classes` (relabelled 0..k-1)."""
+    """MNIST-1D drawn with `seed` (num_samples // 10 per class), restricted to `classes` (relabelled 0..k-1). `draw`
+    k > 0 is the k-th independent draw of the same distribution for that seed (0: the draw of `seed` itself)."""
     if not isinstance(num_samples, int) or num_samples < 100:
         raise ValueError(f"num_samples must be an integer of at least 100 (10 per class), got {num_samples!r}")
+    if not isinstance(draw, int) or isinstance(draw, bool) or draw < 0:
+        raise ValueError(f"draw must be a non-negative integer, got {draw!r}")
+    seed = seed if draw == 0 else int(np.random.SeedSequence([seed, draw]).generate_state(1)[0] % 2**31)
     x, y = _raw(num_samples, seed, float(check_severity(severity)))
     classes = list(range(10)) if classes is None else list(classes)
     keep = np.isin(y, classes)

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from crossprune.data.dataset import Dataset, Split
+from crossprune.data.text_setup import PROSE, SETUP, located
 
 GZIP = (".gz", ".dz")  # .dz: dictzip (Debian's dictd corpora), gzip-compatible
-PROSE = "/usr/share/dictd/devil.dict.dz"
-PROSE_SETUP = "sudo apt-get install -y --no-install-recommends dict-devil"
 
 
 class ByteTokenizer:
@@ -91,10 +90,10 @@ def find(paths: list[str], glob: str, exclude: set[str]) -> list[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             found += sorted(under(p, glob, exclude))
-        elif p.is_file():
-            found.append(p)
-        elif str(p) == PROSE:
-            raise ValueError(f"no prose corpus at {PROSE}: install it once with `{PROSE_SETUP}` "
+        elif located(p):  # the prose corpus: Debian's path, or the set-up's cache without root
+            found.append(located(p))
+        elif p == PROSE:
+            raise ValueError(f"no prose corpus at {PROSE}: install it once with `make data` or `{SETUP}` "
                              f"(or give pair.b.paths=[/usr/share/common-licenses])")
         else:
             raise ValueError(f"no file or folder {p} (relative to {Path.cwd()})")

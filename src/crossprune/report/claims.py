@@ -193,7 +193,7 @@ def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
     sparsity, pruning kind or severity where the claim's cells take more than one; one Holm family for them all."""
     table = with_budget(table)
     design, rows_out, units_out = design_columns(table), [], {}
-    for claim in CLAIMS:
+    for claim in every_claim():
         treat, base = select(table, claim.treat), select(table, claim.base)
         if treat.empty or base.empty:
             continue
@@ -212,6 +212,13 @@ def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
     units = pd.concat(units_out, names=["claim", "pair", "cell", None]).reset_index(level=[0, 1, 2]).reset_index(drop=True) \
         if units_out else pd.DataFrame(columns=["claim", "pair", "cell"])
     return Judged(verdicts, units)
+
+
+def every_claim() -> tuple[Claim, ...]:
+    """CLAIMS, then the language models' (report/claims_lm.py builds on this module, so it is read once it exists)."""
+    from crossprune.report.claims_lm import LM_CLAIMS  # noqa: PLC0415
+
+    return (*CLAIMS, *LM_CLAIMS)
 
 
 def cells(diffs: pd.DataFrame, claim: Claim):

@@ -64,3 +64,15 @@ LM_CLAIMS = (
           Arm("prune", LM), Arm("prune", {**LM, "score.data": "B"}), LM_READS_B, ("score.data",),
           differences=gap_growth, min_effect=0.01),
 )
+
+
+def language_pairs(table: pd.DataFrame) -> set[str]:
+    """The pairs whose runs are language models: their instruments are LM_READS_A and LM_READS_B."""
+    return set(table.loc[table["model"] == LM["model"], "pair.name"]) if "model" in table else set()
+
+
+def lm_instruments(r: dict) -> list[tuple]:
+    """(instrument, its value, what it must beat, its name, what fails with it) in a language-model pair's mean
+    train_a row."""
+    return [("train_a A/acc", r["A/acc"], r["chance_A"], "chance", "lm_mix_near_best_A there is not measurable"),
+            ("train_a B/acc", r["B/acc"], r["chance_B"], "chance", "the LM claims on B there are not measurable")]

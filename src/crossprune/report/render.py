@@ -7,7 +7,8 @@ import math
 import pandas as pd
 
 from crossprune.report import damage
-from crossprune.report.claims import CLAIMS, COLUMNS, RULE, Judged
+from crossprune.report.claims import COLUMNS, RULE, Judged, every_claim
+from crossprune.report.claims_lm import language_pairs, lm_instruments
 from crossprune.report.plots import FIGURES_OF
 from crossprune.report.runs import config_columns
 
@@ -43,7 +44,8 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
                              f"effect [{confidence:.0%} CI]": [interval(r) for r in v.itertuples()], "n": v["n"],
                              "P(improvement)": [cell(r.poi) for r in v.itertuples()], "adj. p": adjusted,
                              "verdict": v["verdict"], "seeds to decide": ["—" if r.seeds_needed != r.seeds_needed else f"{r.seeds_needed:.0f}" for r in v.itertuples()]})
-    own = ", ".join(f"{c.name} {c.min_effect:g}" for c in CLAIMS if c.min_effect is not None)  # e.g. a correlation
+    own = ", ".join(f"{c.name} {c.min_effect:g}{' nats' if c.metric.endswith('/loss') else ''}"  # e.g. a correlation
+                    for c in every_claim() if c.min_effect is not None)
     blocks = [("h", 1, f"crossprune report · {study}"), *damage.section(table, confidence),
               ("h", 2, "Verdicts"), ("table", verdicts),
               ("h", 2, "The rule"), ("p", RULE),
@@ -55,12 +57,13 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
               ("h", 2, "Claims")]
     if v.empty:
         blocks.append(("p", "No claim has both of its arms in this study's runs (see the configs below)."))
-    for claim in CLAIMS:
+    for claim in every_claim():
         rows = v[v["claim"] == claim.name]
         if rows.empty:
             continue
         blocks += [("h", 3, claim.name), ("p", claim.statement)]
-        blocks += [("p", f"**{r.pair}**: {r.verdict} — effect {interval(r)}, n = {r.n}. {r.rule}") for r in rows.itertuples()]
+        blocks += [("p", f"**{r.pair}{'' if r.cell == 'all' else f', {r.cell}'}**: {r.verdict} — effect {interval(r)}, "
+                         f"n = {r.n}. {r.rule}") for r in rows.itertuples()]
         kinds = FIGURES_OF.get(claim.name, FIGURES_OF.get(claim.name.split(":")[0], ()))
         blocks += [("img", name) for name in figures if shows(name, kinds, set(rows["pair"]))]
         units = judged.units[judged.units["claim"] == claim.name].dropna(axis=1, how="all")
@@ -77,13 +80,14 @@ def shows(figure: str, kinds: tuple[str, ...], pairs: set[str]) -> bool:
 
 def instruments(table: pd.DataFrame, min_effect: float) -> list[tuple]:
     """train_a's references per pair and severity, and a line for every saturated instrument."""
-    train_a = table[table["stage"] == "train_a"].reindex(columns=["pair.name", "pair.severity", *REFERENCES])
+    lm = language_pairs(table)  # read through their own head on both domains: no probes, no fixed head
+    train_a = table[table["stage"] == "train_a"].reindex(columns=["pair.name", "pair.severity", *REFERENCES, *(["B/acc"] if lm else [])])
     means = train_a.groupby(["pair.name", "pair.severity"], dropna=False).mean(numeric_only=True).reset_index()
     blocks = [("h", 2, "Instrument references (train_a, mean over seeds)"), ("table", means.dropna(axis=1, how="all"))]
     for r in means.to_dict("records"):
         where = r["pair.name"] + ("" if pd.isna(r["pair.severity"]) else f" severity {r['pair.severity']:g}")
         beaten = max(r["B/probe_acc_raw"], r["B/probe_acc_init"]) if pd.notna([r["B/probe_acc_raw"], r["B/probe_acc_init"]]).all() else math.nan
-        checks = [  # (instrument, its value, what it must beat, consequence)
+        checks = lm_instruments(r) if r["pair.name"] in lm else [  # (instrument, its value, what it must beat, consequence)
             ("train_a B/fixed_head_acc", r["B/fixed_head_acc"], beaten, "max(B/probe_acc_raw, B/probe_acc_init)",
              "capacity claims there are not measurable"),
             ("train_a A/acc", r["A/acc"], r["chance_A"], "chance", "hierarchy and sanity there are not measurable"),
