@@ -37,10 +37,12 @@ def connect(tracking: DictConfig) -> None:
             made = locks.experiment_id(client, tracking.experiment, artifacts)
             client.set_experiment_tag(made, "mlflow.experimentKind", "custom_model_development")  # UI: training runs
     experiment = mlflow.set_experiment(tracking.experiment)
-    claimed = client.get_experiment_by_name(f"{tracking.experiment}.claims")
+    claimed = client.get_experiment_by_name(f"{tracking.experiment}.claims")  # earlier versions' claims
     dead = locks.mark_dead_runs(client, [experiment.experiment_id, *([claimed.experiment_id] if claimed else [])])
     if dead:
         say(f"marked {dead} run(s) of processes that died FAILED (tag {locks.FAILURE_TAG} says why)")
+    if not folder and (freed := locks.free_dead_claims(client)):  # a local store's claims are file locks: the OS drops them
+        say(f"deleted {freed} stage claim(s) of processes that died")
     CONNECTED.add((uri, tracking.experiment))
 
 

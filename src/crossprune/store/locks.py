@@ -1,8 +1,9 @@
 """One stage key, one computation: a process claims a key before computing it, and any other process that wants the
 key waits, then reuses the FINISHED run. A local sqlite store uses a file lock, which the OS releases when its
-holder dies; any other store records the claim as a run whose lease its holder keeps renewing."""
+holder dies; any other store records the claim as a registered model whose lease its holder keeps renewing."""
 
 import fcntl
+import hashlib
 import os
 import socket
 import threading
@@ -67,62 +68,87 @@ class FileClaim:
         os.close(self.fd)
 
 
-CLAIM_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (server, claims experiment) -> its id
+CLAIM_PREFIX = "crossprune.claim."
 
 
 class StoreClaim:
-    """A RUNNING claim run on `key` in its own experiment; the oldest live claim holds the key. The holder renews
-    its lease every lease/4 seconds; a claim whose lease ran out (its holder died) is marked FAILED and skipped."""
+    """A registered model named after `key` and the experiment: the store keeps model names unique, so exactly one
+    process at a time can create it (a claim ordered by the clients' clocks let two through). The holder renews its
+    lease every lease/4 seconds and deletes the model on release; a waiter deletes one whose holder died (its process
+    on this host is gone, or its lease ran out) and claims in its place."""
 
     def __init__(self, key: str, experiment: str, lease: float = 60.0, poll: float = 1.0):
-        self.client, self.key, self.lease = MlflowClient(), key, lease
-        where = (self.client.tracking_uri, f"{experiment}.claims")
-        if where not in CLAIM_EXPERIMENTS:  # asked once per process and server, not at every stage
-            CLAIM_EXPERIMENTS[where] = experiment_id(self.client, where[1])
-        self.experiment_id = CLAIM_EXPERIMENTS[where]
-        tags = {CLAIM_TAG: key, LEASE_TAG: str(time.time() + lease), **owner_tags()}
-        self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=f"claim {key}").info.run_id
+        self.client, self.lease = MlflowClient(), lease
+        self.name = f"{CLAIM_PREFIX}{hashlib.sha256(experiment.encode()).hexdigest()[:12]}.{key}"
+        self.tags = {CLAIM_TAG: key, "crossprune.experiment": experiment, **owner_tags()}
+        while not self.take():
+            free_if_dead(self.client, self.name)
+            time.sleep(poll)
         self.stop = threading.Event()
         threading.Thread(target=self.renew, daemon=True).start()
-        while not self.holds():
-            time.sleep(poll)
+
+    def take(self) -> bool:
+        """Create the claim's model; False if another process holds it (or let it go a moment ago)."""
+        try:
+            self.client.create_registered_model(self.name, {**self.tags, LEASE_TAG: str(time.time() + self.lease)},
+                                                "crossprune: a stage is being computed under this key")
+            return True
+        except MlflowException as e:
+            if e.error_code in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
+                return False
+            raise
 
     def renew(self) -> None:
         while not self.stop.wait(self.lease / 4):
             try:
-                self.client.set_tag(self.run_id, LEASE_TAG, str(time.time() + self.lease))
+                self.client.set_registered_model_tag(self.name, LEASE_TAG, str(time.time() + self.lease))
             except Exception:  # a server that stopped answering: the stage's own next call says so, in one line
                 continue
 
-    def holds(self) -> bool:
-        runs = self.client.search_runs([self.experiment_id], f"tags.`{CLAIM_TAG}` = '{self.key}' and attributes.status = 'RUNNING'")
-        live = [r for r in runs if r.info.run_id == self.run_id or not fail_if_dead(self.client, r)]
-        return min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id == self.run_id
-
     def release(self) -> None:
         self.stop.set()
-        self.client.set_terminated(self.run_id, "FINISHED")
-        self.client.delete_run(self.run_id)  # a released claim is of no further interest
+        self.client.delete_registered_model(self.name)
+
+
+def free_if_dead(client: MlflowClient, name: str) -> bool:
+    """Delete the claim `name` if its holder is gone; True if it was. (Another waiter may have replaced it between
+    the read and the delete: a window of one round trip, only ever after a holder died.)"""
+    try:
+        model = client.get_registered_model(name)
+        if death(model.tags) is None:
+            return False
+        client.delete_registered_model(name)
+        return True
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":  # released meanwhile
+            return False
+        raise
+
+
+def free_dead_claims(client: MlflowClient) -> int:
+    """Delete every claim in the store whose holder is gone; their count."""
+    models = client.search_registered_models(f"name LIKE '{CLAIM_PREFIX}%'", max_results=1000)
+    return sum(free_if_dead(client, m.name) for m in models)
 
 
 def fail_if_dead(client: MlflowClient, run) -> bool:
-    """Mark a RUNNING run FAILED, with the reason as a tag, if its process on this host died or its claim's lease ran
-    out; True if it was."""
-    if death(run) is None:
+    """Mark a RUNNING run FAILED, with the reason as a tag, if its process on this host died; True if it was."""
+    if death(run.data.tags) is None:
         return False
     # Read it again now that its process is known dead: it may have ended the run itself after `run` was read (a
     # search a moment ago, on a loaded machine seconds ago), and a dead process ends nothing more.
     run = client.get_run(run.info.run_id)
-    if run.info.status != "RUNNING" or (reason := death(run)) is None:
+    if run.info.status != "RUNNING" or (reason := death(run.data.tags)) is None:
         return False
     client.set_tag(run.info.run_id, FAILURE_TAG, reason)
     client.set_terminated(run.info.run_id, "FAILED")
     return True
 
 
-def death(run) -> str | None:
-    """Why a run's owner is gone (its process on this host died, or its claim's lease ran out), or None."""
-    tags, host = run.data.tags, socket.gethostname()
+def death(tags: dict[str, str]) -> str | None:
+    """Why the owner of a run or claim (by its tags) is gone (its process on this host died, or its claim's lease ran
+    out), or None."""
+    host = socket.gethostname()
     if tags.get(HOST_TAG) == host and PROCESS_TAG in tags and not alive(tags[PROCESS_TAG]):
         return f"process {tags[PROCESS_TAG]} on {host} died while it ran"
     if CLAIM_TAG in tags and float(tags.get(LEASE_TAG, 0)) < time.time():
@@ -150,6 +176,7 @@ def claim(key: str, uri: str, experiment: str) -> FileClaim | StoreClaim:
 
 
 def mark_dead_runs(client: MlflowClient, experiment_ids: list[str]) -> int:
-    """Mark FAILED every RUNNING run of a dead process on this host, and every claim past its lease; their count."""
+    """Mark FAILED every RUNNING run of a dead process on this host (claims made as runs by earlier versions, past
+    their lease, too); their count."""
     running = client.search_runs(experiment_ids, "attributes.status = 'RUNNING'", max_results=10_000)
     return sum(fail_if_dead(client, run) for run in running)
