@@ -70,6 +70,7 @@ def test_the_job_key_follows_results_not_bookkeeping(tmp_path, make_cfg):
     """Bookkeeping keys leave the key alone; a value a stage reads, or a data file rewritten in place, changes it."""
     key = answer.job_key(make_cfg())
     assert answer.job_key(make_cfg("summary=x.json", "trainer.progress_bar=true", "study.name=other", "cache=true")) == key
+    assert answer.job_key(make_cfg(f"paths.root={tmp_path}/elsewhere", "tracking.log_models=[]", "report.min_effect=0.5")) == key
     assert answer.job_key(make_cfg("prune.sparsity=0.5")) != key
     data = tmp_path / "a.npz"
     np.savez(data, x=np.zeros((40, 4)), y=np.arange(40) % 2)

@@ -11,6 +11,7 @@ from crossprune.config.writable import check_output, check_store
 MAX_EXPERIMENT = 256 - len(".claims")
 MIN_TEMPERATURE = 0.1  # below it logits / T overflow float32 and T² · KL underflows: distillation silently vanishes
 PARTS = {"criterion": ("name", "data_free"), "control": ("name", "apply")}  # what the stages read of each (and below)
+MODEL_STAGES = ("teacher_b", "finetune_b", "scratch_b_dense", "scratch_b_sparse")  # the stages that train a network on B
 POSITIVE = ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps", "num_nodes")  # trainer.*, >= 1
 
 
@@ -36,6 +37,9 @@ def check_values(cfg: DictConfig) -> None:
     require(bool(cfg.tracking.experiment), "tracking.experiment must be a name, got nothing")
     long = len(str(cfg.tracking.experiment))  # MLflow's databases hold 256 characters; the claims add `.claims`
     require(long <= MAX_EXPERIMENT, f"tracking.experiment must be at most {MAX_EXPERIMENT} characters, got {long}")
+    odd = [s for s in cfg.tracking.log_models if s not in MODEL_STAGES]  # else a typo logs no model, silently
+    require(not odd, f"tracking.log_models names stages whose network becomes an MLflow logged model, of "
+            f"{', '.join(MODEL_STAGES)} (or [] for none); got {odd}")
     check_store(cfg.tracking)
 
 

@@ -16,7 +16,7 @@ from crossprune.config.schema import STAGES
 from crossprune.store import connect, names, parent, tracking
 from crossprune.store.provenance import code_hash, file_stats
 
-NOT_RESULTS = ("study", "tracking", "summary", "report", "objective", "cache")  # keys no stage's result depends on
+NOT_RESULTS = ("study", "tracking", "paths", "summary", "report", "objective", "cache")  # keys no stage's result depends on
 
 
 @dataclass
