@@ -20,8 +20,12 @@ $(DATA): $(BIN)/crossprune $(wildcard src/crossprune/data/*_setup.py)
 
 data: $(DATA)
 
+# The study's jobs side by side, one per core (at most 8): each job's torch keeps to compute.threads (1), so the
+# numbers are the same as one job at a time. `make run JOBS=1` runs them one by one.
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n : 8 )))
+
 run: $(BIN)/crossprune $(DATA)
-	$(BIN)/crossprune -m study=seed_claims trainer.progress_bar=false
+	$(BIN)/crossprune -m study=seed_claims trainer.progress_bar=false hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
 	$(BIN)/crossprune-report study=seed_claims
 
 # Tests on the real files run where they are installed and are skipped, with the reason, where they are not.

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from crossprune.cli.report import report
-from crossprune.cli.sweeper import jobs_of, study_jobs
+from crossprune.cli.sweeper import across_seeds, jobs_of, study_jobs
 from fashion_data import write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +41,18 @@ CLAIMS = {
     "fashion_init": {"init", "init_sparse", "init_random_mask"},
     "lm_calibration": {"lm_calibration_cost", "lm_mix_near_best_A", "lm_mix_near_best_B", "lm_gap_grows"},  # report/claims_lm.py
 }
+
+
+def test_parallel_workers_start_on_different_seeds():
+    """Under joblib the jobs go out seed by seed in turn: neighbours (what two workers take at once) differ in seed;
+    every job is launched once; jobs without a seed keep their order."""
+    jobs = study_jobs({"seed": "0,1,2", "prune.sparsity": "0.5,0.8"}, {"a": {"control": "none"}, "b": {"control": "distill"}}, [])
+    order = across_seeds(jobs)
+    seeds = [next(o for o in job if o.startswith("seed=")) for job in order]
+    assert sorted(map(sorted, order)) == sorted(map(sorted, jobs)) and len(order) == 12
+    assert seeds[:6] == ["seed=0", "seed=1", "seed=2"] * 2 and all(a != b for a, b in zip(seeds, seeds[1:]))
+    unseeded = [["prune.sparsity=0.5"], ["prune.sparsity=0.8"]]
+    assert across_seeds(unseeded) == unseeded
 
 
 def test_study_jobs_are_the_union_of_grids_with_the_command_line_winning():
@@ -76,13 +88,14 @@ def test_every_study_runs_and_is_judged(study, compose_at, run_pipeline, tmp_pat
 
 
 def test_the_main_command_runs_the_default_study_and_its_report(tmp_path):
-    """What `make run` does, on two seeds with tiny budgets: one sweep table, then the verdicts and the report."""
+    """What `make run` does (two joblib workers), on two seeds with tiny budgets: one sweep table, then the verdicts
+    and the report."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     tiny = ["seed=0,1", "prune.sparsity=0.95", "train_a.epochs=2", "finetune_b.epochs=1", "score.batches=2", "trainer.progress_bar=false",
             "tracking.artifacts=" + str(tmp_path / "artifacts"), "hydra.sweep.dir=" + str(tmp_path / "multirun")]
     bin_ = Path(os.sys.executable).parent
     narrow = [o.format(fashion=write(tmp_path / "fashion")) for o in NARROW["seed_claims"]]
-    sweep = subprocess.run([bin_ / "crossprune", "-m", "study=seed_claims", *tiny, *narrow],
+    sweep = subprocess.run([bin_ / "crossprune", "-m", "study=seed_claims", *tiny, *narrow, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     assert sweep.stdout.count("points ·") == 1 and "prune.layers" in sweep.stdout  # one table, swept values as columns

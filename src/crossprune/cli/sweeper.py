@@ -2,6 +2,7 @@
 sweep ends."""
 
 import time
+from itertools import zip_longest
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -41,6 +42,16 @@ def study_jobs(params: dict, grids: dict, arguments: list[str], parser: Override
                 seen.add(frozenset(job))
                 jobs.append(job)
     return jobs
+
+
+def across_seeds(jobs: list[list[str]]) -> list[list[str]]:
+    """`jobs` taken in turn from each seed (seed 0's first, seed 1's first, …, seed 0's second, …): a parallel
+    launcher's workers then start on different seeds, which share no stage, instead of one waiting on the train_a
+    the other is training."""
+    by_seed: dict[str | None, list[list[str]]] = {}
+    for job in jobs:
+        by_seed.setdefault(next((o for o in job if o.startswith("seed=")), None), []).append(job)
+    return [job for turn in zip_longest(*by_seed.values()) for job in turn if job is not None]
 
 
 def jobs_of(config: DictConfig, arguments: list[str], parser: OverridesParser | None = None) -> list[list[str]]:

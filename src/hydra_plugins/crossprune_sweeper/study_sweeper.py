@@ -35,6 +35,8 @@ class StudySweeper(BasicSweeper):
         points = [dict(o.split("=", 1) for o in job if "=" in o) for job in jobs]
         varies = " ".join(varying(points))
         launched = [job for job in jobs if not self.reply(job, varies)]
+        if self.config.hydra.launcher.get("n_jobs", 1) != 1:  # jobs side by side (joblib)
+            launched = sweeper.across_seeds(launched)
         self.jobs = [[*job, f"+hydra.job.env_set.{VARIES_ENV}='{varies}'"] for job in launched]
         progress.SWEEP.launched, progress.SWEEP.answered = len(launched), len(jobs) - len(launched)  # for k/N and the ETA
         return super().sweep(arguments) if self.jobs else []
