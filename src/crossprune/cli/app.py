@@ -5,10 +5,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from pathlib import Path
 
 import hydra
-import yaml
 from hydra import compose, initialize_config_dir
 from hydra._internal.hydra import Hydra
 from hydra._internal.utils import create_config_search_path, get_args_parser
@@ -16,18 +14,17 @@ from hydra.core.config_search_path import SearchPathQuery
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import crossprune.config.schema  # noqa: F401  the config's types, in Hydra's ConfigStore before anything is composed
 from crossprune.cli import sweeper
+from crossprune.cli.compose import CONF, compose_jobs
 from crossprune.cli.sweeper import jobs_of
-from crossprune.config.errors import ConfigError, composing, first_line, omegaconf_cause, redact_logs, schema_message
+from crossprune.config.errors import ConfigError, composing, redact_logs
 from crossprune.config.errors import stop_on_bad_input as stop_with
 
 stop_on_bad_input = partial(stop_with, "crossprune")
-CONF = str(Path(__file__).resolve().parents[1] / "conf")  # links to the top-level conf/; a wheel holds a copy
 
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
@@ -115,7 +112,7 @@ def preflight(argv: list[str]) -> None:
             Console(stderr=True, soft_wrap=True).print(f"[dim]▸ {len(jobs)} jobs: each is checked (data, model, trainer) or found in the store before any runs[/]")
         from crossprune.config.values import check_values  # noqa: PLC0415
 
-        composed = [compose_job(config, list(overrides)) for overrides in jobs]  # every point, before any data loads
+        composed = compose_jobs(config, jobs)  # every point, before any data loads
         for cfg in composed:
             check_values(cfg)  # a typo is told before anything heavy loads
         for overrides, cfg in zip(jobs, composed, strict=True):
@@ -130,39 +127,6 @@ def preflight(argv: list[str]) -> None:
 
                 validate(cfg)
         sweeper.preflighted = args.multirun and not other_sweeper(args.overrides)
-
-
-def compose_job(config: str, overrides: list[str]) -> DictConfig:
-    """One job's config; a key its group's option lacks (pair.max_train on a pair without it) says which option."""
-    try:
-        return compose(config, overrides=overrides)
-    except ConfigCompositionException as e:
-        key = first_line(e).removeprefix("Could not override '").partition("'")[0]
-        group, _, rest = key.partition(".")
-        if not first_line(e).startswith("Could not override") or not rest or schema_message(omegaconf_cause(e)):
-            raise  # composing() says it (a typed group such as prune names its nearest key)
-        others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
-        try:
-            choice = compose(config, overrides=others, return_hydra_config=True).hydra.runtime.choices.get(group)
-        except Exception:
-            choice = None
-        if choice is None:
-            raise
-        given = next(o for o in overrides if o.split("=", 1)[0].lstrip("+~") == key)
-        having = [f.stem for f in sorted(Path(CONF, group).glob("*.yaml")) if has_key(f, rest)]
-        where = (f"; {group}s with it: {', '.join(having)} (give {key} only with those, e.g. one study grid per {group})"
-                 if having else f", nor does any file in conf/{group}/")
-        raise ConfigError(f"{given}: {group} {choice} has no key {rest}{where}") from e
-
-
-def has_key(file: Path, dotted: str) -> bool:
-    """Whether the yaml `file` sets the dotted key `dotted`."""
-    node = yaml.safe_load(file.read_text()) or {}
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 @contextmanager

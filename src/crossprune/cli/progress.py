@@ -15,7 +15,8 @@ from rich.text import Text
 
 from crossprune.store.names import VARIES_ENV
 
-INTERNAL = re.compile(rf"\s*\+hydra\.job\.env_set\.{VARIES_ENV}=('[^']*'|\S*)")
+COUNTS_ENV = "CROSSPRUNE_SWEEP_COUNTS"  # `launched answered started` for a launcher's worker processes (joblib)
+INTERNAL = re.compile(rf"\s*\+hydra\.job\.env_set\.({VARIES_ENV}|{COUNTS_ENV})=('[^']*'|\S*)")
 LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher._core",
              "hydra_plugins.hydra_submitit_launcher.submitit_launcher")
 
@@ -26,8 +27,18 @@ class Sweep:
 
     launched: int | None = None  # jobs it launches; None: not a study sweep, or another process
     answered: int = 0  # points the store answered without launching them
-    started: float | None = None  # when its first job started
+    started: float | None = None  # when its first job started (time.time(): workers read it from COUNTS_ENV)
     seen: set = field(default_factory=set)
+
+    def counts(self) -> str:
+        """What a worker process needs to print k/N and an ETA, for COUNTS_ENV."""
+        return f"{self.launched} {self.answered} {self.started or time.time()}"
+
+    def read(self) -> None:
+        """In a launcher's worker process: the counts the sweeper's process passed in COUNTS_ENV."""
+        if self.launched is None and (counts := os.environ.get(COUNTS_ENV)):
+            launched, answered, started = counts.split()
+            self.launched, self.answered, self.started = int(launched), int(answered), float(started)
 
 
 SWEEP = Sweep()
@@ -39,7 +50,7 @@ def quiet_job_lines() -> None:
     for name in LAUNCHERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, JobLines) for f in logger.filters):
-            logger.addFilter(JobLines(replaced=name == LAUNCHERS[0]))
+            logger.addFilter(JobLines(replaced=name in LAUNCHERS[:2]))
 
 
 class JobLines(logging.Filter):
@@ -50,17 +61,18 @@ class JobLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         if re.match(r"\s*#\d+ : ", text) and self.replaced and SWEEP.launched:
-            return False  # job_started prints it, with k/N
+            return False  # job_started prints it, with k/N (joblib's, all at once before any runs, as each starts)
         record.msg, record.args = INTERNAL.sub("", text), ()
         return True
 
 
 def job_started(config: DictConfig) -> None:
     """`point k/N ━━━━━╺━━ 0:41 elapsed · ETA 1:22 · prune.sparsity=0.95 criterion=magnitude`, on stderr."""
+    SWEEP.read()
     if not SWEEP.launched:
         return
     num = int(config.hydra.job.num)
-    now = time.monotonic()
+    now = time.time()
     SWEEP.started = SWEEP.started or now
     total, done = SWEEP.launched + SWEEP.answered, num + SWEEP.answered
     elapsed = now - SWEEP.started

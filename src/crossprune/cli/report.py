@@ -55,7 +55,7 @@ def report(cfg: DictConfig):
     judged = claims.judge(table, cfg.report.min_effect, cfg.report.confidence)
     figures = plots.draw(table, judged, partial(runs.history, store), cfg.report.confidence)
     paths = write.files(out, study, table, judged, figures, cfg.report.min_effect, cfg.report.confidence, store)
-    run_id = write.log_run(store, paths, study, cfg.report.min_effect, cfg.report.confidence)
+    run_id = write.log_run(store, paths, study, cfg.report.min_effect, cfg.report.confidence, table.attrs.get(runs.UNFINISHED))
     log_verdicts(store.client, run_id, judged.verdicts, table)
     return judged, out, run_id
 

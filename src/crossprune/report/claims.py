@@ -185,7 +185,7 @@ class Judged:
 
 SPLITS = ("prune.kind", "prune.sparsity", "pair.severity")  # a row per value where a claim's cells differ in one
 COLUMNS = ["claim", "pair", "cell", "statement", "effect", "ci_low", "ci_high", "n", "verdict", "rule", "p", "p_holm",
-           "p_refute", "p_refute_holm", "boot_low", "boot_high", "poi", "poi_low", "poi_high", "seeds_needed", "min_effect"]
+           "p_refute", "p_refute_holm", "boot_low", "boot_high", "poi", "poi_low", "poi_high", "seeds_needed", "min_effect", "note"]
 
 
 def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
@@ -206,7 +206,9 @@ def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
                     claim=claim.name, pair=pair, cell=label, statement=claim.statement, effect=est.effect,
                     ci_low=est.low, ci_high=est.high, n=est.n, p=est.p_above(0), p_refute=est.p_below(need), se=est.se,
                     min_effect=need, min_n=claim.min_n, margin=margins.get(pair, np.nan), floor=min_effect,
-                    instrument=str(claim.instrument), **stats.rliable(est.cells, confidence)))
+                    instrument=str(claim.instrument), **stats.rliable(est.cells, confidence),
+                    note=stats.resolution(claim.metric, claim.summary is over_seeds, est.cells,
+                                         pd.concat([treat, base]).query("`pair.name` == @pair"), need)))
                 units_out[(claim.name, pair, label)] = est.units
     verdicts = decide(pd.DataFrame(rows_out), confidence)
     units = pd.concat(units_out, names=["claim", "pair", "cell", None]).reset_index(level=[0, 1, 2]).reset_index(drop=True) \

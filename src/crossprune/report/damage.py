@@ -12,18 +12,25 @@ import pandas as pd
 
 from crossprune.report import stats
 from crossprune.report.claims import Arm, anything, select, unlike
+from crossprune.report.claims_lm import language_pairs
 from crossprune.report.runs import design_columns
 
 PLACE = ("pair.name", "pair.severity", "prune.sparsity")  # one statement each
 WHOLE = {"prune.scope": unlike("layers")}  # per-layer runs have their own figure
 VALUE, CHANGE = (0.0, 1.0), (-1.0, 1.0)  # an accuracy or IoU; a difference of two
 MOST = 8  # statements per kind of damage: the worst places; runs.csv holds every cell
+PERPLEXITY = (" A perplexity's interval is clipped at 1; a perplexity ratio (pruned over dense) is the exponential of the "
+              "interval of the per-seed log ratios.")  # read where a language model's statements are
 
 
 def section(table: pd.DataFrame, confidence: float) -> list[tuple]:
     """The section's blocks: a heading, how to read it, then each kind of damage the runs measured, worst first."""
+    from crossprune.report import damage_lm  # here: it builds on this module
+
+    lm = table["pair.name"].isin(language_pairs(table))  # a language model has no fixed head: its perplexity instead
     kinds = [(title, items) for title, items in (
-        ("B through A's fixed head, and A's own accuracy, right after pruning", fixed_head(table, confidence)),
+        ("B through A's fixed head, and A's own accuracy, right after pruning", fixed_head(table[~lm], confidence)),
+        (damage_lm.TITLE, damage_lm.after_pruning(table[lm], confidence)),
         ("Mask agreement between scoring on A and scoring on B", masks(table, confidence)),
         ("Fine-tuning the pruned A weights on B against training B from scratch", finetuning(table, confidence)),
     ) if items]
@@ -35,7 +42,7 @@ def section(table: pd.DataFrame, confidence: float) -> list[tuple]:
                          f"sparsity (the worst cell there). Each number is a mean over seeds with its {confidence:.0%} "
                          f"t-interval over the per-seed values [low, high] (clipped to what the quantity can be: [0, 1] for an "
                          f"accuracy or IoU, [−1, 1] for a change) and n, the number of seeds; a change or gap is paired "
-                         f"within each seed and cell.")))
+                         f"within each seed and cell.") + (PERPLEXITY if lm.any() else "")))
     for title, items in kinds:
         more = len(items) - MOST
         blocks += [("h", 3, title), ("list", items[:MOST])]
@@ -45,9 +52,10 @@ def section(table: pd.DataFrame, confidence: float) -> list[tuple]:
 
 
 def paired(table: pd.DataFrame, rows: pd.DataFrame, metric: str, ref_stage: str, ref_metric: str,
-           confidence: float, prefix: str) -> pd.DataFrame:
+           confidence: float, prefix: str, bounds: tuple = (VALUE, CHANGE)) -> pd.DataFrame:
     """Per cell: `metric` of `rows`, `ref_metric` of `ref_stage` in the same cell, and ref − value, each a mean over
-    seeds with its interval (columns `<prefix>`, `<prefix>_low`, …, `<prefix>_ref`, `<prefix>_drop`, …, `<prefix>_n`)."""
+    seeds with its interval (columns `<prefix>`, `<prefix>_low`, …, `<prefix>_ref`, `<prefix>_drop`, …, `<prefix>_n`),
+    clipped to `bounds` (the value's, the change's)."""
     ref = table[table["stage"] == ref_stage]
     if metric not in rows or ref_metric not in ref or rows[metric].isna().all():
         return pd.DataFrame(columns=["_cell"])
@@ -57,8 +65,8 @@ def paired(table: pd.DataFrame, rows: pd.DataFrame, metric: str, ref_stage: str,
                        on=["_cell", "seed"], how="left")
     out = []
     for _, g in both.groupby("_cell"):
-        mean, low, high, n = interval(g[metric], confidence)
-        drop, drop_low, drop_high, _ = interval(g["_ref"] - g[metric], confidence, CHANGE)
+        mean, low, high, n = interval(g[metric], confidence, bounds[0])
+        drop, drop_low, drop_high, _ = interval(g["_ref"] - g[metric], confidence, bounds[1])
         out.append({**g.iloc[0][keys].to_dict(), "_cell": g["_cell"].iloc[0], prefix: mean, f"{prefix}_low": low,
                     f"{prefix}_high": high, f"{prefix}_n": n, f"{prefix}_ref": g["_ref"].mean(),
                     f"{prefix}_drop": drop, f"{prefix}_drop_low": drop_low, f"{prefix}_drop_high": drop_high})

@@ -10,7 +10,7 @@ from crossprune.report import damage
 from crossprune.report.claims import COLUMNS, RULE, Judged, every_claim
 from crossprune.report.claims_lm import language_pairs, lm_instruments
 from crossprune.report.plots import FIGURES_OF
-from crossprune.report.runs import config_columns
+from crossprune.report.runs import UNFINISHED, config_columns, said
 
 REFERENCES = ["A/acc", "chance_A", "A/probe_acc_raw", "A/probe_acc_init", "B/probe_acc_raw", "B/probe_acc_init",
               "B/fixed_head_acc", "chance_B", "dissimilarity/mmd", "dissimilarity/mmd_raw", "dissimilarity/pad"]
@@ -46,7 +46,7 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
                              "verdict": v["verdict"], "seeds to decide": ["—" if r.seeds_needed != r.seeds_needed else f"{r.seeds_needed:.0f}" for r in v.itertuples()]})
     own = ", ".join(f"{c.name} {c.min_effect:g}{' nats' if c.metric.endswith('/loss') else ''}"  # e.g. a correlation
                     for c in every_claim() if c.min_effect is not None)
-    blocks = [("h", 1, f"crossprune report · {study}"), *damage.section(table, confidence),
+    blocks = [("h", 1, f"crossprune report · {study}"), *unfinished(table), *damage.section(table, confidence),
               ("h", 2, "Verdicts"), ("table", verdicts),
               ("h", 2, "The rule"), ("p", RULE),
               ("p", f"Effects are signed so that positive is the direction the claim states. Seeds are the independent "
@@ -63,7 +63,8 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
             continue
         blocks += [("h", 3, claim.name), ("p", claim.statement)]
         blocks += [("p", f"**{r.pair}{'' if r.cell == 'all' else f', {r.cell}'}**: {r.verdict} — effect {interval(r)}, "
-                         f"n = {r.n}. {r.rule}") for r in rows.itertuples()]
+                         f"n = {r.n}. {r.rule}" + (f". Note: {r.note}." if isinstance(r.note, str) and r.note else ""))
+                   for r in rows.itertuples()]
         kinds = FIGURES_OF.get(claim.name, FIGURES_OF.get(claim.name.split(":")[0], ()))
         blocks += [("img", name) for name in figures if shows(name, kinds, set(rows["pair"]))]
         units = judged.units[judged.units["claim"] == claim.name].dropna(axis=1, how="all")
@@ -71,6 +72,15 @@ def document(study: str, table: pd.DataFrame, judged: Judged, figures: list[str]
         blocks += [("p", "Per-unit effects behind the verdicts:"), ("table", units.drop(columns="claim"))]
     return blocks + instruments(table, min_effect) + configs(table) + [
         ("h", 2, "Provenance"), ("table", pd.DataFrame(list(provenance.items()), columns=["what", "value"]))]
+
+
+def unfinished(table: pd.DataFrame) -> list[tuple]:
+    """A line, when some of the study's points did not finish: how many, and the first reasons they failed."""
+    left = table.attrs.get(UNFINISHED)
+    if left is None or not left.count:
+        return []
+    why = f" The first reasons (crossprune.failure): {'; '.join(f'“{r}”' for r in left.reasons)}." if left.reasons else ""
+    return [("p", f"**{said(left)}: their runs are not read.**{why}")]
 
 
 def shows(figure: str, kinds: tuple[str, ...], pairs: set[str]) -> bool:

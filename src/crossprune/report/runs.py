@@ -3,6 +3,7 @@
 import ast
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from crossprune.config.errors import ConfigError, first_line
 from crossprune.config.schema import STAGES
+from crossprune.store.locks import FAILURE_TAG
 
 # A tracking server that does not answer is bad input, not minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -24,6 +26,8 @@ NOT_DESIGN = (*RERUN, "stages", "trainer.", "study.", "report.")  # never a reas
 DEFAULT_CLASSES = 10  # digits and MNIST-1D; a pair that keeps some classes lists them (pair.a.classes)
 PAGE = 50_000  # the most runs one search may return
 ROW = ["stage", "run_id", "parent_id", "score_data", "order", "chance_A", "chance_B"]  # after the config columns
+UNFINISHED = "crossprune.unfinished"  # the key in read()'s table.attrs of its study's Unfinished points
+REASONS = 3  # distinct failure reasons an Unfinished keeps
 
 
 @dataclass(frozen=True)
@@ -48,17 +52,56 @@ def open_store(tracking) -> Store:
     return Store(uri, experiment.experiment_id, client)
 
 
+@dataclass(frozen=True)
+class Unfinished:
+    """A study's points (distinct configs) without a FINISHED parent, of `points` in all: how many by the status of
+    each one's newest parent (FAILED, KILLED, RUNNING), and the first distinct reasons (`crossprune.failure`)."""
+
+    points: int
+    statuses: dict[str, int]
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return sum(self.statuses.values())
+
+
 def read(store: Store, study: str) -> pd.DataFrame:
-    """The study's finished pipeline runs (the newest of identical configs), one row per stage each."""
-    query = (f"tags.`crossprune.study` = '{study}' and tags.`crossprune.stage` = 'pipeline'"
-             " and attributes.status = 'FINISHED'")
+    """The study's finished pipeline runs (the newest of identical configs), one row per stage each; its points that
+    did not finish are in `table.attrs[UNFINISHED]`."""
     try:
-        parents = newest(search(store, query))
+        every = search(store, pipelines(study))
     except Exception as e:
         raise ConfigError(f"cannot read the MLflow store at {store.uri}: {first_line(e)}") from e
+    parents, left = newest([r for r in every if r.info.status == "FINISHED"]), unfinished(every)
     if not parents:
-        raise ConfigError(f"no finished pipeline runs of study {study} in the MLflow store at {store.uri}")
-    return tabulate(parents)
+        raise ConfigError(f"no finished pipeline runs of study {study} in the MLflow store at {store.uri}"
+                          + (f" ({said(left)})" if left.count else ""))
+    table = tabulate(parents)
+    table.attrs[UNFINISHED] = left
+    return table
+
+
+def pipelines(study: str) -> str:
+    """The search for a study's pipeline (parent) runs, of any status."""
+    return f"tags.`crossprune.study` = '{study}' and tags.`crossprune.stage` = 'pipeline'"
+
+
+def unfinished(parents: list) -> Unfinished:
+    """The points of `parents` (any status) that no FINISHED parent answers: a point that failed, then finished when
+    rerun, finished; one whose reruns all failed counts once, with its newest parent's status."""
+    finished = {point(r) for r in parents if r.info.status == "FINISHED"}
+    left = [r for r in newest(parents) if point(r) not in finished]  # newest first
+    reasons = dict.fromkeys(r.data.tags[FAILURE_TAG] for r in left if r.info.status == "FAILED" and FAILURE_TAG in r.data.tags)
+    return Unfinished(len({point(r) for r in parents}), dict(Counter(r.info.status for r in left)), tuple(reasons)[:REASONS])
+
+
+def said(left: Unfinished) -> str:
+    """`2 of 12 points of this study did not finish (1 FAILED, 1 KILLED)`: FAILED and KILLED always, any other
+    status where a point has it."""
+    counts = {"FAILED": 0, "KILLED": 0} | left.statuses
+    return (f"{left.count} of {left.points} point{'s' * (left.points != 1)} of this study did not finish ("
+            + ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in ("FAILED", "KILLED")) + ")")
 
 
 def tabulate(parents: list) -> pd.DataFrame:
@@ -86,11 +129,16 @@ def newest(parents: list) -> list:
     """One parent per config: a rerun of the same study point replaces the older run."""
     seen, kept = set(), []
     for run in sorted(parents, key=lambda r: r.info.start_time, reverse=True):
-        identity = tuple(sorted((k, v) for k, v in run.data.params.items() if not k.startswith(RERUN)))
-        if identity not in seen:
+        if (identity := point(run)) not in seen:
             seen.add(identity)
             kept.append(run)
     return kept
+
+
+def point(run) -> tuple:
+    """A parent's study point: its params less those that differ between reruns (a parent that died before logging
+    its params is a point of its own)."""
+    return tuple(sorted((k, v) for k, v in run.data.params.items() if not k.startswith(RERUN))) or (run.info.run_id,)
 
 
 def stage_rows(run, config: dict) -> list[dict]:

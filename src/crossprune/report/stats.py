@@ -185,3 +185,15 @@ def rho(x, y) -> float:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = ~(np.isnan(x) | np.isnan(y))
     return float(rows_rho(x[keep][None], y[keep])[0]) if keep.sum() >= 2 else np.nan
+
+
+def resolution(metric: str, over_seeds: bool, cells: pd.DataFrame, arms: pd.DataFrame, need: float) -> str:
+    """A note where one accuracy's binomial SE √(p(1 − p)/n) exceeds the min effect: no one run resolves the effect
+    (p: the mean of the row's cells, else of the pair's arms; n: their `<side>/n_test`)."""
+    side, p = metric.partition("/")[0], cells.reindex(columns=["treat", "base"]).mean().mean()
+    if metric.endswith("acc") and over_seeds and f"{side}/n_test" in arms:
+        n, p = arms[f"{side}/n_test"].min(), arms[metric].mean() if pd.isna(p) else p
+        if (se := np.sqrt(p * (1 - p) / n)) > need:
+            return (f"one {side} accuracy on {n:.0f} test samples has SE {se:.3f} > min effect {need:g}: the paired "
+                    "seeds carry the verdict")
+    return ""

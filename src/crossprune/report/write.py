@@ -1,17 +1,18 @@
 """The report's files (tables, figures, Markdown, HTML) and the MLflow `report` run that keeps them."""
 
 import io
+import time
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, RunStatus
 
 from crossprune.config.errors import ConfigError, redact
 from crossprune.config.writable import unwritable
 from crossprune.report import render
 from crossprune.report.claims import Judged
-from crossprune.report.runs import Store
+from crossprune.report.runs import Store, Unfinished, pipelines, search, unfinished
 from crossprune.store.locks import owner_tags
 from crossprune.store.provenance import code_state
 
@@ -59,14 +60,21 @@ def csv(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda col: col.map(lambda v: repr(list(v)) if isinstance(v, tuple) else v))
 
 
-def log_run(store: Store, paths: list[Path], study: str, min_effect: float, confidence: float) -> str:
-    """A `report` run in the study's experiment holding the files this report wrote; returns its id."""
+def log_run(store: Store, paths: list[Path], study: str, min_effect: float, confidence: float,
+            left: Unfinished | None = None) -> str:
+    """A `report` run in the study's experiment holding the files this report wrote, and the metrics `points` and
+    `points_unfinished` (the study's points without a FINISHED parent: `left`, the table's attrs[runs.UNFINISHED],
+    or read from the store); returns its id."""
     client = store.client
+    left = unfinished(search(store, pipelines(study))) if left is None else left
     tags = {"crossprune.stage": "report", "crossprune.study": study, **owner_tags()}  # killed: the next start marks it
     run = client.create_run(store.experiment_id, run_name=f"report · {study}", tags=tags)
     try:
         client.log_param(run.info.run_id, "report.min_effect", min_effect)
         client.log_param(run.info.run_id, "report.confidence", confidence)
+        counts = {"points": left.points, "points_unfinished": left.count,
+                  **{f"points_unfinished/{status}": n for status, n in left.statuses.items()}}
+        client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in counts.items()])
         for path in paths:  # not the whole folder: files of an earlier report there are not this one's
             client.log_artifact(run.info.run_id, str(path))
     except BaseException:

@@ -23,12 +23,14 @@ def evaluate(net: nn.Module, classes: tuple, pair: Pair, probe: DictConfig, comp
     """Test-split metrics per dataset (`A/…`, `B/…`); `classes` is the head's label space.
 
     `acc`/`loss` through the net's head where its labels match; `probe_acc` refitted on this net's features;
-    `feature_rank`; and, against the dense train_a `reference`, `fixed_head_acc` and `cka/<layer>`.
+    `feature_rank`; `n_test`, the test samples every accuracy is over; and, against the dense train_a `reference`,
+    `fixed_head_acc` and `cka/<layer>`.
     """
     metrics = {}
     with compute.on(net):
         for tag in TAGS:
             data = pair[tag]
+            metrics[f"{tag}/n_test"] = float(len(data.test))  # what one accuracy can resolve: its SE √(p(1 − p)/n)
             features = compute.run(net.features, data.test)
             if classes == data.classes:
                 logits = compute.run(net.head, features)

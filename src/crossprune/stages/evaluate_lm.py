@@ -33,8 +33,9 @@ def sequences(split: Split, compute: Compute):
 @torch.inference_mode()
 def measure(net: nn.Module, split: Split, compute: Compute) -> tuple[dict[str, float], dict[str, Tensor]]:
     """In one pass over the test split: `loss` (mean next-token cross-entropy, nats), `ppl` = exp(loss) and `acc`
-    (top-1) over every token; and the centred Gram matrix of each decoder block's output hidden states on at most
-    eval.max_samples tokens (a seeded set, the same for every network), which is all linear CKA needs."""
+    (top-1) over every token, `n_test` the token positions scored (sequences × positions); and the centred Gram
+    matrix of each decoder block's output hidden states on at most eval.max_samples tokens (a seeded set, the same
+    for every network), which is all linear CKA needs."""
     rows = compute.rows(len(split) * split.sample_shape[0])  # flat indices into [sequences × positions]
     names = {id(b): f"block.{i}" for i, b in enumerate(net.blocks)}
     kept: dict[str, list[Tensor]] = {}
@@ -57,7 +58,7 @@ def measure(net: nn.Module, split: Split, compute: Compute) -> tuple[dict[str, f
             h.remove()
     loss = nll / tokens
     grams = {n: centred_gram(torch.cat(parts)) for n, parts in kept.items()}
-    return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "acc": right / tokens}, grams
+    return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "acc": right / tokens, "n_test": float(tokens)}, grams
 
 
 @dataclass
@@ -84,7 +85,8 @@ class LanguageModelling:
 
     def evaluate(self, net: nn.Module, classes: tuple, pair: Pair, probe: DictConfig, compute: Compute,
                  reference: LMReference | None = None) -> dict[str, float]:
-        """`A/loss`, `A/ppl`, `A/acc` (next token) and `A/cka/block.<i>` against the dense reference; B alike."""
+        """`A/loss`, `A/ppl`, `A/acc` (next token), `A/n_test` (token positions scored) and `A/cka/block.<i>` against
+        the dense reference; B alike."""
         metrics = {}
         with compute.on(net):
             for tag in TAGS:

@@ -1,6 +1,7 @@
 """`hydra/sweeper=study`: Hydra's basic sweeper over a union of grids (Hydra finds sweepers only in hydra_plugins)."""
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,10 @@ class StudySweeper(BasicSweeper):
         launched = [job for job in jobs if not self.reply(job, varies)]
         if self.config.hydra.launcher.get("n_jobs", 1) != 1:  # jobs side by side (joblib)
             launched = sweeper.across_seeds(launched)
-        self.jobs = [[*job, f"+hydra.job.env_set.{VARIES_ENV}='{varies}'"] for job in launched]
         progress.SWEEP.launched, progress.SWEEP.answered = len(launched), len(jobs) - len(launched)  # for k/N and the ETA
+        progress.SWEEP.started = time.time()
+        counts = f"+hydra.job.env_set.{progress.COUNTS_ENV}='{progress.SWEEP.counts()}'"  # a worker process's k/N too
+        self.jobs = [[*job, f"+hydra.job.env_set.{VARIES_ENV}='{varies}'", counts] for job in launched]
         return super().sweep(arguments) if self.jobs else []
 
     def reply(self, job: list[str], varies: str) -> bool:
