@@ -137,3 +137,27 @@ def test_structured_removal_halves_cnn1d_and_the_rebuilt_net_loads_it():
     rebuilt.load_state_dict(net.state_dict())
     x = torch.randn(4, 1, 40)
     assert rebuilt(x).shape == (4, 5) and torch.equal(rebuilt(x), net.eval()(x))
+
+
+def test_a_draw_is_kept_on_disk_and_read_back_bit_for_bit(tmp_path, monkeypatch):
+    """The first draw writes the cache; later processes (here: a cleared lru cache, and a generator that would fail)
+    read the same arrays; a damaged file is drawn again; another severity is another file."""
+    import crossprune.data.mnist1d as module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    _raw.cache_clear()
+    x, y = _raw(200, 3, 0.5)
+    [kept] = (tmp_path / "crossprune" / "mnist1d").glob("*.npz")
+    _raw.cache_clear()
+    monkeypatch.setattr(module, "make_dataset", lambda args: pytest.fail("drawn again, not read"))
+    x2, y2 = _raw(200, 3, 0.5)
+    assert x2.dtype == np.float32 and np.array_equal(x, x2) and np.array_equal(y, y2)
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kept.write_bytes(b"not an npz")
+    _raw.cache_clear()
+    x3, _ = _raw(200, 3, 0.5)
+    assert np.array_equal(x, x3)
+    _raw(200, 3, 1.0)
+    assert len(list((tmp_path / "crossprune" / "mnist1d").glob("*.npz"))) == 2
+    _raw.cache_clear()
