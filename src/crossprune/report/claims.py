@@ -18,8 +18,7 @@ def unlike(value) -> Callable:
     return lambda v: v != value
 
 
-def anything(v) -> bool:
-    return True
+anything: Callable = lambda v: True  # noqa: E731  an arm's value that any run matches
 
 
 def positive(v) -> bool:
@@ -200,7 +199,7 @@ def judge(table: pd.DataFrame, min_effect: float, confidence: float) -> Judged:
         diffs = claim.differences(claim, treat, base, [c for c in design if not c.startswith(claim.vary)], table)
         margins = instrument_margins(table, base["parent_id"], claim.instrument)
         need = claim.min_effect if claim.min_effect is not None else min_effect
-        for label, part in cells(diffs, claim):
+        for label, part in (cell for _, on_pair in diffs.groupby("pair.name") for cell in cells(on_pair, claim)):
             for pair, est in sorted(claim.summary(claim, part, table, confidence).items()):
                 rows_out.append(dict(
                     claim=claim.name, pair=pair, cell=label, statement=claim.statement, effect=est.effect,
@@ -224,17 +223,21 @@ def every_claim() -> tuple[Claim, ...]:
 
 
 def cells(diffs: pd.DataFrame, claim: Claim):
-    """("all", every difference but those at severity 0 — B is A itself there, so an effect is 0 by construction — unless
-    that is all there is), then ("<column>=<value>", its part) for each SPLITS column with several values (not the one
-    a claim's summary runs across): severity 0 is its own row, never averaged in."""
+    """One pair's cells: ("all", every difference but severity 0's, where B is A and an effect is 0 by construction,
+    unless that is all), then ("<column>=<value>", its part) per SPLITS column with several values (not the one the
+    summary runs across) that holds other differences than a cell before it: Holm counts each test once."""
     distinct = diffs["pair.severity"].fillna(1) != 0 if "pair.severity" in diffs and claim.summary is over_seeds else None
-    yield "all", diffs[distinct] if distinct is not None and distinct.any() else diffs
+    pooled = diffs[distinct] if distinct is not None and distinct.any() else diffs
+    yield "all", pooled
+    seen = [set(pooled.index)]
     for column in SPLITS:
         if column in diffs and column not in claim.vary and not (claim.summary is across_severities and column == "pair.severity"):
             values = diffs[column].dropna().unique()
-            if len(values) > 1:
-                for value in sorted(values):
-                    yield f"{column}={value:g}" if isinstance(value, float) else f"{column}={value}", diffs[diffs[column] == value]
+            for value in sorted(values) if len(values) > 1 else []:
+                if (part := diffs[diffs[column] == value]).empty or set(part.index) in seen:
+                    continue
+                seen.append(set(part.index))
+                yield f"{column}={value:g}" if isinstance(value, float) else f"{column}={value}", part
 
 
 def decide(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
