@@ -187,7 +187,8 @@ def test_bad_input_is_one_line_and_nothing_runs(request, tmp_path, monkeypatch, 
 
 
 @pytest.mark.parametrize("args, says, store", [
-    (["+nonsense=1"], "unknown key nonsense", None), (["study=nope"], "Could not find 'study/nope'", None),
+    (["+nonsense=1"], "unknown key nonsense", None), (["study=nope"], "study=nope: no file conf/study/nope.yaml (options: capacity, ", None),
+    (["study=null_check"], "is read with study.name=null_check", None),  # a narrowed study's own name
     (["report.confidence=high"], "report.confidence must be a number", None),
     (["study=capacity"], "no MLflow store at sqlite:///missing/mlflow.db", "sqlite:///missing/mlflow.db"),  # issue 23
     (["study=capacity"], "tracking.uri=http://user:***@127.0.0.1:9 does not answer", "http://user:secret@127.0.0.1:9"),

@@ -107,6 +107,12 @@ def preflight(argv: list[str]) -> None:
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_dir:
         return
+    named = [o.partition("=")[2] for o in args.overrides if o.startswith("study=")]
+    if named and not Path(CONF, "study", f"{named[-1]}.yaml").exists() and "," not in named[-1]:
+        options = ", ".join(sorted(f.stem for f in Path(CONF, "study").glob("*.yaml")))
+        raise ConfigError(f"study={named[-1]}: no file conf/study/{named[-1]}.yaml (options: {options}); a study run "
+                          f"under its own name (crossprune -m study=<file> study.name={named[-1]}) is read with "
+                          f"study.name={named[-1]}")
     with composing(), initialize_config_dir(CONF, version_base="1.3"):
         unknown = unknown_keys(compose("config", overrides=list(args.overrides)))
     if unknown:
