@@ -118,6 +118,7 @@ BAD = {
     "max_train_on_a_pair_without_it": (["-m", "pair=fashion_split,digits_split", "pair.max_train=3000"],
                                        "pair.max_train=3000: pair digits_split has no key max_train; pairs with it: digits_to_fashion, fashion_shift, fashion_split"),
     "max_train_on_the_default_pair": (["pair.max_train=3000"], "pair.max_train=3000: pair digits_split has no key max_train"),
+    "score_split_test": (["score.split=test"], "score.split must be train (the rows train_a trained on) or val, got test"),
     "log_models_unknown_stage": (["tracking.log_models=[finetune_b,nope]"], "tracking.log_models names stages whose network becomes an MLflow logged model, of teacher_b, finetune_b, scratch_b_dense, scratch_b_sparse (or [] for none); got ['nope']"),
     "store_password_server_down": (["tracking.uri=http://user:secret@127.0.0.1:9"], "tracking.uri=http://user:***@127.0.0.1:9 does not answer"),
 }

@@ -161,3 +161,18 @@ def test_a_draw_is_kept_on_disk_and_read_back_bit_for_bit(tmp_path, monkeypatch)
     _raw(200, 3, 1.0)
     assert len(list((tmp_path / "crossprune" / "mnist1d").glob("*.npz"))) == 2
     _raw.cache_clear()
+
+
+def test_score_split_val_draws_rows_train_a_never_saw(make_cfg):
+    """score.split=val: every score row of A and of B is a validation row, none a training row; train by default."""
+    from crossprune.stages.scoring import score_batches
+
+    pair = build_pair(make_cfg("pair=mnist1d_redraw", *SMALL_PAIR).pair)
+    for split in ("train", "val"):
+        cfg = make_cfg("pair=mnist1d_redraw", *SMALL_PAIR, f"score.split={split}", "score.data=mix")
+        batches = score_batches(cfg, pair, "mix")
+        for data, head in ((pair.a, "A"), (pair.b, "B")):
+            drawn = {tuple(r) for b in batches if b.head == head for r in b.x.flatten(1).tolist()}
+            assert drawn and drawn <= {tuple(r) for r in getattr(data, split).x.flatten(1).tolist()}
+            other = "train" if split == "val" else "val"
+            assert not drawn & {tuple(r) for r in getattr(data, other).x.flatten(1).tolist()}

@@ -38,6 +38,7 @@ class TrainA:
 @dataclass
 class Score:
     data: str = MISSING
+    split: str = MISSING  # train | val: which split of the score data the criterion reads
     mix: float = MISSING
     batches: int = MISSING
     batch_size: int = MISSING

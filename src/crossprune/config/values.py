@@ -115,6 +115,7 @@ def check_run(cfg: DictConfig) -> None:
     """Seeds, stages and order, and the settings of scoring, training and evaluation."""
     s = cfg.score
     require(s.data in ("A", "B", "mix"), f"score.data must be A, B or mix, got {s.data}")
+    require(s.split in ("train", "val"), f"score.split must be train (the rows train_a trained on) or val, got {s.split}")
     require(0 <= s.mix <= 1, f"score.mix must be in [0, 1], got {s.mix}")
     require(s.batches >= 1 and s.batch_size >= 1, "score.batches and score.batch_size must be at least 1")
     kept = cfg.train_a.epochs == 0 and cfg.model.get("weights")  # a pretrained checkpoint, as it is

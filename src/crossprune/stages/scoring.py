@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from crossprune.criteria import Batch, Loss
-from crossprune.data import Dataset, Pair
+from crossprune.data import Pair, Split
 from crossprune.pruning import Mask
 from crossprune.stages.compute import Compute
 from crossprune.stages.evaluate import fit_head
@@ -56,8 +56,8 @@ def prune_with_method(net: nn.Module, params: dict[str, nn.Parameter], cfg: Dict
 
 
 def score_batches(cfg: DictConfig, pair: Pair, data: str, stream: str = "score") -> list[Batch]:
-    """`score.batches` seeded batches (or `score.nsamples` rows in batches of `score.batch_size`) from the train
-    split of A, of B, or a `score.mix` fraction from B; a language model's sequences cut to `score.seqlen` tokens.
+    """`score.batches` seeded batches (or `score.nsamples` rows in batches of `score.batch_size`) from the
+    `score.split` split (train; val: rows train_a never saw) of A, of B, or a `score.mix` fraction from B; a language model's sequences cut to `score.seqlen` tokens.
 
     Row i is position i of its dataset's own stream (a mix: A's first rows, then B's from where A's end), and A's
     and B's streams share one seed: drawing from one never moves the other, so when A and B are the same data,
@@ -69,18 +69,18 @@ def score_batches(cfg: DictConfig, pair: Pair, data: str, stream: str = "score")
         return []
     rows = s.nsamples or s.batches * s.batch_size
     from_a = rows - {"A": 0, "B": rows, "mix": round(s.mix * rows)}[data]
-    a = draw(pair.a, "A", 0, from_a, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
-    b = draw(pair.b, "B", from_a, rows, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
+    a = draw(getattr(pair.a, s.split), "A", 0, from_a, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
+    b = draw(getattr(pair.b, s.split), "B", from_a, rows, s.batch_size, generator(cfg.score.seed, stream), s.seqlen)
     return a + b
 
 
-def draw(data: Dataset, head: str, start: int, stop: int, size: int, rng: torch.Generator,
+def draw(rows_of: Split, head: str, start: int, stop: int, size: int, rng: torch.Generator,
          seqlen: int | None = None) -> list[Batch]:
-    """Rows `start` to `stop` of the data's seeded stream, in batches of `size`."""
+    """Rows `start` to `stop` of a split's seeded stream, in batches of `size`."""
     if start >= stop:
         return []
-    order = torch.randperm(len(data.train), generator=rng).repeat(stop // len(data.train) + 1)  # cycle when short
-    parts = map(data.train.take, order[start:stop].split(size))
+    order = torch.randperm(len(rows_of), generator=rng).repeat(stop // len(rows_of) + 1)  # cycle when short
+    parts = map(rows_of.take, order[start:stop].split(size))
     if seqlen is None:  # whole rows (images, or sequences as the data cut them)
         return [Batch(part.x, part.y, head) for part in parts]
     return [Batch(part.x[:, :seqlen], part.y[:, :seqlen], head) for part in parts]
