@@ -52,11 +52,15 @@ def test_shift_at_severity_0_gives_b_equal_to_a(make_cfg):
 
 
 def test_the_redraw_pair_gives_b_its_own_sample_of_a_s_distribution(make_cfg):
-    """mnist1d_redraw: B shares no signal with A, has every class in the same numbers, and is another seed's draw
-    for every seed; draw 0 is the seed's own draw; a bad draw is one line."""
+    """mnist1d_redraw: A and B are the halves of one draw (standardised together), share no signal, have every class
+    in the same numbers, and differ for every seed; draw 0 is the seed's own draw; a bad draw is one line."""
     pair = build_pair(make_cfg("pair=mnist1d_redraw", *SMALL_PAIR).pair)
     assert pair.shared_labels and not rows(pair.a) & rows(pair.b)
     assert torch.equal(pair.a.train.y.bincount(), pair.b.train.y.bincount())
+    whole, _ = _raw(2 * SMALL, 0, 0.0)
+    assert rows(pair.a) | rows(pair.b) == {tuple(r) for r in torch.from_numpy(whole).flatten(1).tolist()}
+    with pytest.raises(ValueError, match="draw must be a non-negative integer below parts=2, got 2"):
+        mnist1d(num_samples=SMALL, parts=2, draw=2)
     again = build_pair(make_cfg("pair=mnist1d_redraw", "seed=1", *SMALL_PAIR).pair)
     assert not rows(again.b) & rows(pair.b) and rows(again.a) != rows(pair.a)
     assert torch.equal(mnist1d(num_samples=SMALL, draw=0).train.x, mnist1d(num_samples=SMALL).train.x)

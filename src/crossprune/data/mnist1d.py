@@ -82,15 +82,25 @@ def mnist1d(
     split_seed: int = 0,
     seed: int = 0,
     draw: int = 0,
+    parts: int = 1,
 ) -> Dataset:
     """MNIST-1D drawn with `seed` (num_samples // 10 per class), restricted to `classes` (relabelled 0..k-1). `draw`
-    k > 0 is the k-th independent draw of the same distribution for that seed (0: the draw of `seed` itself)."""
+    k > 0 is the k-th independent draw of the same distribution for that seed (0: the draw of `seed` itself); with
+    `parts` p > 1, the k-th of p class-stratified parts of one draw of p × num_samples instead. Parts are the null's
+    samples: mnist1d standardises each draw by its own mean and std, so two draws differ by that affine map too."""
     if not isinstance(num_samples, int) or num_samples < 100:
         raise ValueError(f"num_samples must be an integer of at least 100 (10 per class), got {num_samples!r}")
-    if not isinstance(draw, int) or isinstance(draw, bool) or draw < 0:
-        raise ValueError(f"draw must be a non-negative integer, got {draw!r}")
-    seed = seed if draw == 0 else int(np.random.SeedSequence([seed, draw]).generate_state(1)[0] % 2**31)
-    x, y = _raw(num_samples, seed, float(check_severity(severity)))
+    if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
+        raise ValueError(f"parts must be a positive integer, got {parts!r}")
+    if not isinstance(draw, int) or isinstance(draw, bool) or draw < 0 or (parts > 1 and draw >= parts):
+        raise ValueError(f"draw must be a non-negative integer{f' below parts={parts}' if parts > 1 else ''}, got {draw!r}")
+    if parts > 1:
+        x, y = _raw(num_samples * parts, seed, float(check_severity(severity)))
+        part = np.sort(np.concatenate([np.flatnonzero(y == c)[draw::parts] for c in np.unique(y)]))
+        x, y = x[part], y[part]
+    else:
+        seed = seed if draw == 0 else int(np.random.SeedSequence([seed, draw]).generate_state(1)[0] % 2**31)
+        x, y = _raw(num_samples, seed, float(check_severity(severity)))
     classes = list(range(10)) if classes is None else list(classes)
     keep = np.isin(y, classes)
     label = {c: i for i, c in enumerate(classes)}  # relabel in the order the classes were listed
