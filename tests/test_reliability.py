@@ -238,12 +238,20 @@ def test_claims_made_at_the_same_instant_admit_one_holder_at_a_time(tmp_path):
     assert most == [1] and inside == [0] and not any(t.is_alive() for t in threads)
 
 
+def as_at_a_terminal() -> None:
+    """SIGINT as a terminal's foreground command gets it. A child inherits an ignored or blocked SIGINT from its
+    parent, and Python then installs no KeyboardInterrupt: under pytest-xdist the command sometimes ignored the
+    test's Ctrl-C (it trained on, or finished); run from a parent that ignores SIGINT it always did."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_marks_the_open_runs_killed_in_one_line(tmp_path):
     """SIGINT while train_a trains: exit 130, one line saying so, the parent and the stage run KILLED."""
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     run = subprocess.Popen([CLI, *TINY, "train_a.epochs=100000"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
     wait_for(run, tmp_path, "train_a", "RUNNING")
     time.sleep(3)  # inside fit, on a loaded machine too (the run is RUNNING before its data and trainer are built)
     run.send_signal(signal.SIGINT)
